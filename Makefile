@@ -1,0 +1,38 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+# Both bootstrap .venv from the pinned requirements-dev.txt.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test demo sim bench report lint clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt pyproject.toml tools/mkstubs.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python tools/mkstubs.py $(VENV)/mpstubs
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m pen.demo
+
+sim: $(STAMP)
+	$(BIN)/pen sim
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+report: $(STAMP)
+	$(BIN)/python tools/traceability.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info host_tools/*.egg-info

@@ -1,0 +1,1 @@
+"""Runs first at power-up."""

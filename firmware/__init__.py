@@ -1,0 +1,1 @@
+"""Pen firmware logic. Knows no pins: hardware arrives as driver objects (drivers/)."""

@@ -1,0 +1,106 @@
+"""The simulated board: the plant's parts wired to the pins of `hardware/pins.py`, the models of
+the pen's PIO programs, and the side channel's commands (buttons, load, gauge, faults)."""
+
+import plant_depth
+import plant_motor
+import plant_ui
+import rp2
+
+# The fault names the side channel injects, and which plant part takes each.
+FAULTS = ("stall", "runaway", "sensor_loss", "short", "endstop_open", "endstop_closed",
+          "missed_steps", "battery_low", "hang", "none")  # fmt: skip
+
+
+class VirtualPen:
+    def __init__(self, sim):
+        self.sim = sim
+        self.battery = plant_motor.Battery(sim.board)
+        self.motor = plant_motor.NeedleMotor(sim, self.battery)
+        self.depth = plant_depth.DepthStop(sim)
+        self.buttons = plant_ui.Buttons(sim)
+        self.hang = False
+        sim.devices.append(self)
+        sim.devices.append(self.buttons)
+        self.register_pio_models()
+
+    def register_pio_models(self):
+        """Each PIO program of the pen's drivers gets its behavioural model here."""
+        import pio_models
+
+        pio_models.register(rp2.MODELS, self)
+
+    def step(self, now, dt):
+        self.motor.depth_mm = max(0.0, self.depth.protrusion_mm())
+        self.motor.step(now, dt)
+        self.depth.step(now, dt)
+
+    # -- state that survives a reset (the mechanism does not move when the pen reboots) -----
+    def save_state(self, path):
+        f = open(path, "w")
+        f.write("%d %.6f\n" % (self.depth.motor_usteps, self.depth.nut_mm))
+        f.close()
+
+    def load_state(self, path):
+        try:
+            f = open(path)
+            parts = f.read().split()
+            f.close()
+            self.depth.motor_usteps = int(parts[0])
+            self.depth.nut_mm = float(parts[1])
+            self.depth._update_endstop()
+        except (OSError, ValueError, IndexError):
+            pass
+
+    # -- side channel --------------------------------------------------------------------
+    def ctl(self, line):
+        """One side-channel command -> one reply line ('ok ...' or 'error ...')."""
+        parts = line.split()
+        if not parts:
+            return "error empty command"
+        cmd, args = parts[0], parts[1:]
+        try:
+            if cmd == "press":
+                hold = 100
+                if "--hold-ms" in args:
+                    hold = int(args[args.index("--hold-ms") + 1])
+                self.buttons.press(args[0], hold)
+                return "ok"
+            if cmd == "load":
+                v = float(args[0])
+                if not 0.0 <= v <= 1.0:
+                    return "error load must be 0..1"
+                self.motor.load = v
+                return "ok"
+            if cmd == "gauge":
+                return "ok %.4f" % self.depth.protrusion_mm()
+            if cmd == "battery":
+                self.battery.v_open = float(args[0])
+                return "ok"
+            if cmd == "fault":
+                return self.inject(args[0] if args else "")
+            if cmd == "truth":
+                return "ok stroke_hz=%.3f depth_mm=%.4f current_a=%.3f battery_v=%.3f t_us=%d" % (
+                    self.motor.stroke_hz(), self.depth.protrusion_mm(), self.motor.i,
+                    self.battery.voltage(), self.sim.now)  # fmt: skip
+            return "error unknown command %r" % cmd
+        except (IndexError, ValueError) as e:
+            return "error %s" % e
+
+    def inject(self, name):
+        if name not in FAULTS:
+            return "error unknown fault %r (%s)" % (name, ", ".join(FAULTS))
+        if name == "none":
+            self.motor.fault = None
+            self.depth.fault = None
+            self.hang = False
+            self.battery.v_open = 3.9
+        elif name in ("stall", "runaway", "sensor_loss", "short"):
+            self.motor.fault = name
+        elif name in ("endstop_open", "endstop_closed", "missed_steps"):
+            self.depth.fault = name
+            self.depth._update_endstop()
+        elif name == "battery_low":
+            self.battery.v_open = 3.05
+        elif name == "hang":
+            self.hang = True
+        return "ok"

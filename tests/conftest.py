@@ -1,0 +1,153 @@
+"""Test harness: collects MicroPython test modules (tests/mp/mptest_*.py) and runs each test
+function in its own `micropython` process with the heap limited like the RP2040's, so one
+pytest run (one summary line) counts the firmware tests the real MicroPython executed.
+
+Each item's name is prefixed `[micropython]`. A test fails on an exception (including a
+MemoryError from an allocation under `micropython.heap_lock()`), a crash or a timeout.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MP_DIR = ROOT / "tests" / "mp"
+HEAP = "190K"
+DEFAULT_TIMEOUT = 300
+
+
+def micropython_binary() -> str:
+    cand = Path(sys.executable).with_name("micropython")
+    return str(cand) if cand.exists() else "micropython"
+
+
+def run_micropython(module: str, test: str, timeout: float) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MICROPYPATH="")
+    return subprocess.run(
+        [micropython_binary(), "-X", f"heapsize={HEAP}", str(MP_DIR / "runner.py"), module, test],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+class MpFile(pytest.File):
+    def collect(self):
+        src = self.path.read_text()
+        m = re.search(r"^# mp-timeout: (\d+)", src, re.M)
+        timeout = int(m.group(1)) if m else DEFAULT_TIMEOUT
+        tree = ast.parse(src)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                doc = ast.get_docstring(node) or ""
+                yield MpItem.from_parent(
+                    self, name=f"[micropython]{node.name}", fn=node.name, timeout=timeout,
+                    doc=doc,
+                )  # fmt: skip
+
+
+class MpError(Exception):
+    pass
+
+
+class MpItem(pytest.Item):
+    def __init__(self, *, fn: str, timeout: int, doc: str, **kw):
+        super().__init__(**kw)
+        self.fn = fn
+        self.timeout = timeout
+        self.doc = doc
+
+    def runtest(self):
+        module = self.path.stem
+        try:
+            res = run_micropython(module, self.fn, self.timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise MpError(f"timed out after {self.timeout}s\n{exc.stdout or ''}") from None
+        out = res.stdout + res.stderr
+        if res.returncode != 0 or "@@PASS" not in res.stdout:
+            raise MpError(f"micropython exit status {res.returncode}\n{out}")
+        # Lines a test prints with '@@INFO ' show up in the report (figures, evidence).
+        for line in res.stdout.splitlines():
+            if line.startswith("@@INFO "):
+                self.add_report_section("call", "info", line[7:])
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, MpError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, 0, f"[micropython] {self.path.name}::{self.fn}"
+
+
+def pytest_collect_file(file_path: Path, parent):
+    if file_path.parent == MP_DIR and file_path.name.startswith("mptest_"):
+        return MpFile.from_parent(parent, path=file_path)
+    return None
+
+
+# -- the virtual pen over its pseudo-terminal ------------------------------------------------
+
+
+class VirtualPenProcess:
+    """`pen sim` in a subprocess; `port` is the pseudo-terminal path host tools open."""
+
+    def __init__(self, flash: Path | None = None, speed: int = 1, hold: str | None = None):
+        cmd = [str(Path(sys.executable).with_name("pen")), "sim", "--speed", str(speed)]
+        if flash is not None:
+            cmd += ["--flash", str(flash)]
+        if hold:
+            cmd += ["--hold", hold]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("/dev/"):
+            self.proc.kill()
+            raise RuntimeError(f"pen sim did not print a port: {line!r} {self.proc.stderr.read()}")
+        self.port = line
+
+    def ctl(self, *words: str) -> str:
+        from pen.sim import ctl_command
+
+        reply = ctl_command(self.port, " ".join(words))
+        if not reply.startswith("ok"):
+            raise RuntimeError(reply)
+        return reply[2:].strip()
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def vpen():
+    pen = VirtualPenProcess()
+    yield pen
+    pen.close()
+
+
+@pytest.fixture
+def vpen_factory():
+    made = []
+
+    def make(**kw):
+        p = VirtualPenProcess(**kw)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
