@@ -1,17 +1,18 @@
-"""The pen application: asyncio tasks for the serial link, the UI and housekeeping."""
+"""The pen application: composes the firmware pieces and runs the asyncio tasks (serial link,
+UI, housekeeping). Timing-critical work is not here: it is in hardware and the control tick."""
 
 import asyncio
 
+from firmware.link import SerialService
 from firmware.protocol import Protocol
 from firmware.version import FIRMWARE_VERSION, PROTOCOL_VERSION
-
-_MAX_LINE = 256
 
 
 class App:
     def __init__(self, board):
         self.board = board
         self.protocol = Protocol(self)
+        self.link = SerialService(self, board.serial)
         self.state = "LOCKED"
 
     def status(self):
@@ -27,24 +28,8 @@ class App:
             "protocol_version": PROTOCOL_VERSION,
         }
 
-    async def serial_task(self):
-        link = self.board.serial
-        buf = bytearray()
-        while True:
-            # Polling every few ms keeps the link simple; replies are not timing-critical.
-            await asyncio.sleep_ms(5)
-            link.read_ready(buf, _MAX_LINE)
-            while True:
-                i = buf.find(b"\n")
-                if i < 0:
-                    break
-                line = bytes(buf[:i])
-                buf = buf[i + 1 :]
-                reply = self.protocol.handle(line)
-                link.write(reply.encode() + b"\n")
-
     async def main(self):
-        await self.serial_task()
+        await self.link.run()
 
 
 def main(board=None):

@@ -1,9 +1,16 @@
 """Behavioural models of the pen's PIO programs, keyed by the program's function name.
 
 Each model does what the program's instructions do, at the level the firmware can observe
-(FIFO words and pin edges); tests/host/test_pio_programs.py checks the programs themselves in an
-instruction-level emulator against the same arithmetic."""
+(FIFO words and pin edges); CPython tests check the programs themselves in an
+instruction-level emulator against the same arithmetic. One module per program family:
+`sim/pio_hall.py` (stroke period capture), `sim/pio_stepper.py` (step generation); each has
+`register(models, pen)`."""
 
 
 def register(models, pen):
-    pass
+    for name in ("pio_hall", "pio_stepper"):
+        try:
+            mod = __import__(name)
+        except ImportError:
+            continue
+        mod.register(models, pen)
