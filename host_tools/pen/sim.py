@@ -187,6 +187,8 @@ class Supervisor:
                 p.unlink()
             except FileNotFoundError:
                 pass
+        # Scratch state (and a flash the supervisor made itself); a --flash folder is the caller's.
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 def find_registry(port: str) -> dict:
