@@ -1,17 +1,117 @@
-"""Board construction: the only place that maps `hardware/pins.py` onto driver objects."""
+"""Board construction: the only place that maps `hardware/pins.py` onto driver objects.
+
+`build()` returns a `Board` whose attributes are the pen's hardware as driver objects; the
+firmware logic (firmware/) receives them and never imports `machine` or `rp2`.
+
+PIO state machines: 0 = stroke period capture (PIO0), 4 = depth stepper (PIO1).
+"""
 
 import sys
 
+import machine
+
 import hardware.pins as P
 from drivers.serial_link import SerialLink
+
+STROKE_SM = 0
+STEPPER_SM = 4
+SESSIONS_FILE = "sessions.log"
+SAFE_MODE = False  # set by boot.py when START is held at power-up; main.py then returns
+
+
+def safe_outputs():
+    """Drive every actuator's enable to its safe level: needle bridge asleep (coast), stepper
+    driver disabled, buzzer silent. Called first thing at power-up (boot.py) and on exit."""
+    machine.Pin(P.MOTOR_SLEEP_N, machine.Pin.OUT, value=0)
+    machine.Pin(P.STEP_EN_N, machine.Pin.OUT, value=1)
+    machine.Pin(P.BUZZER, machine.Pin.OUT, value=0)
+
+
+def buttons_held():
+    """The buttons pressed right now, as a bit mask (START=1, PLUS=2, MINUS=4): boot.py's
+    safe-mode check, before anything else is built."""
+    from drivers.buttons import Buttons
+
+    return _buttons(Buttons).read()
+
+
+def _buttons(cls):
+    pu = machine.Pin.PULL_UP
+    return cls(machine.Pin(P.BTN_START_N, machine.Pin.IN, pu),
+               machine.Pin(P.BTN_PLUS_N, machine.Pin.IN, pu),
+               machine.Pin(P.BTN_MINUS_N, machine.Pin.IN, pu))  # fmt: skip
 
 
 class Board:
     """The pen's hardware as driver objects, handed to the firmware logic."""
 
     def __init__(self):
+        from drivers.analog import Analog
+        from drivers.buttons import Buttons
+        from drivers.buzzer import Buzzer
+        from drivers.motor import Motor
+        from drivers.ssd1306 import SSD1306
+        from drivers.stroke_pio import StrokeCapture
+        from drivers.watchdog import Watchdog
+
+        Pin = machine.Pin
         self.pins = P
+        from binascii import hexlify
+
+        self.serial_number = hexlify(machine.unique_id()).decode()
+        self.reset_cause = machine.reset_cause()
+        self.watchdog_reset = self.reset_cause == machine.WDT_RESET
         self.serial = SerialLink(sys.stdin.buffer, sys.stdout.buffer)
+        # Needle drive.
+        self.motor = Motor(machine.PWM(Pin(P.MOTOR_IN1)), Pin(P.MOTOR_IN2, Pin.OUT, value=0),
+                           Pin(P.MOTOR_SLEEP_N, Pin.OUT, value=0))  # fmt: skip
+        self.stroke = StrokeCapture(STROKE_SM, Pin(P.HALL, Pin.IN, Pin.PULL_UP))
+        self.analog = Analog(machine.ADC(Pin(P.MOTOR_CURRENT)), machine.ADC(Pin(P.BATTERY)),
+                             P.ADC_VREF_MV, P.CURRENT_MV_PER_A, P.BATTERY_DIVIDER)  # fmt: skip
+        # Depth stop.
+        self.stepper = None
+        self.endstop = None
+        try:
+            from drivers.endstop import Endstop
+            from drivers.stepper_pio import StepperPIO
+
+            self.stepper = StepperPIO(STEPPER_SM, Pin(P.STEP, Pin.OUT, value=0),
+                                      Pin(P.DIR, Pin.OUT, value=0),
+                                      Pin(P.STEP_EN_N, Pin.OUT, value=1))  # fmt: skip
+            self.endstop = Endstop(Pin(P.ENDSTOP_N, Pin.IN, Pin.PULL_UP))
+        except ImportError:
+            pass
+        # User interface.
+        self.buttons = _buttons(Buttons)
+        self.buzzer = Buzzer(machine.PWM(Pin(P.BUZZER), freq=2000, duty_u16=0))
+        self.i2c = machine.I2C(P.I2C_ID, scl=Pin(P.I2C_SCL), sda=Pin(P.I2C_SDA), freq=400_000)
+        try:
+            self.display = SSD1306(self.i2c, P.OLED_ADDR, 128, 32)
+        except OSError:
+            self.display = None  # no display answering: the pen works on without it
+        self.led = Pin(P.LED, Pin.OUT, value=0)
+        # Liveness.
+        self.watchdog = Watchdog(lambda ms: machine.WDT(timeout=ms))
+        self.sessions_path = SESSIONS_FILE
+
+    def control_timer(self, hz, callback):
+        """The hard timer of the control tick (allocation-free callbacks only)."""
+        return machine.Timer(-1, mode=machine.Timer.PERIODIC, freq=hz, callback=callback,
+                             hard=True)  # fmt: skip
+
+    def soft_timer(self, period_ms, callback):
+        return machine.Timer(-1, mode=machine.Timer.PERIODIC, period=period_ms,
+                             callback=callback, hard=False)  # fmt: skip
+
+    def safe(self):
+        """Hardware safe state from any context: needle bridge off, stepper off, buzzer off."""
+        self.motor.coast()
+        if self.stepper is not None:
+            try:
+                self.stepper.enable(False)
+            except Exception:  # noqa: BLE001
+                pass
+        self.buzzer.off()
 
 
 def build():

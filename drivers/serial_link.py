@@ -1,12 +1,12 @@
-"""The USB serial link (the REPL's CDC port) as a line transport that never blocks the pen.
+"""The USB serial link (the REPL's CDC port) as a byte transport that never blocks the pen.
 
-Reads: bytes that are ready, assembled into lines by the caller. Writes: only what the port
-can take now (select.POLLOUT); a line that does not fit is dropped and counted, because the
-pen must keep running when no host drains the port (telemetry carries sequence numbers and a
-ring buffer on the pen lets the host fetch what it missed).
+Reads: only bytes that are ready (select.POLLIN), one at a time into the caller's buffer.
+Writes: only when the port can take data now (select.POLLOUT); otherwise the caller decides:
+`write()` drops the data and counts it (telemetry: it carries sequence numbers, and a ring buffer
+on the pen lets the host fetch what it missed), `writable()` lets a caller wait (replies).
 
 Ctrl-C (0x03) raises KeyboardInterrupt, as MicroPython's USB CDC does with kbd_intr: the app
-never swallows it, so mpremote can always reach the REPL.
+stops the needle and lets it through, so mpremote can always reach the REPL.
 """
 
 import select
@@ -25,8 +25,24 @@ class SerialLink:
         self._b1 = bytearray(1)
         self.dropped = 0
 
+    def read_into(self, buf, limit=None):
+        """Copy up to `limit` (default len(buf)) ready bytes into the preallocated `buf` from
+        index 0; return how many."""
+        if limit is None:
+            limit = len(buf)
+        n = 0
+        b1 = self._b1
+        while n < limit and self._pin.poll(0):
+            if not self._in.readinto(b1):
+                break
+            if b1[0] == _CTRL_C:
+                raise KeyboardInterrupt
+            buf[n] = b1[0]
+            n += 1
+        return n
+
     def read_ready(self, buf, limit):
-        """Copy up to `limit` ready bytes into bytearray `buf` (appended); return the count."""
+        """Append up to `limit` ready bytes to bytearray `buf`; return the count."""
         n = 0
         b1 = self._b1
         while n < limit and self._pin.poll(0):
@@ -40,6 +56,10 @@ class SerialLink:
 
     def poller_object(self):
         return self._in
+
+    def writable(self):
+        """True if the port can take data now."""
+        return bool(self._pout.poll(0))
 
     def write(self, data):
         """Write all of `data` if the port can take it now; else drop it. Returns True if sent."""

@@ -1,35 +1,150 @@
 """The pen application: composes the firmware pieces and runs the asyncio tasks (serial link,
-UI, housekeeping). Timing-critical work is not here: it is in hardware and the control tick."""
+UI, display, buzzer, depth axis, state machine, supervisor). Timing-critical work is not here:
+it is in hardware (PWM, PIO) and the 1 kHz control tick on a hard timer.
+
+Liveness: every task checks in with the supervisor, which feeds the hardware watchdog only
+while all of them do. On leaving (Ctrl-C, or any exception) the hardware goes to the safe state
+in a `finally`; KeyboardInterrupt is never swallowed, so mpremote can reach the REPL.
+"""
 
 import asyncio
+import gc
 
+from firmware import faults as F
+from firmware.auth import Auth
+from firmware.depth import DepthAxis
+from firmware.display import Display
+from firmware.errors import Refused
 from firmware.link import SerialService
+from firmware.needle import NeedleDrive
+from firmware.pen import ARMED, Pen
 from firmware.protocol import Protocol
+from firmware.sessions import RecordLog, Sessions
+from firmware.settings import Settings
+from firmware.store import Store
+from firmware.supervisor import Supervisor
+from firmware.telemetry import Telemetry
+from firmware.ui import UI
 from firmware.version import FIRMWARE_VERSION, PROTOCOL_VERSION
+
+TICK_HZ = 1000
 
 
 class App:
+    pen_poll_ms = 10
+
     def __init__(self, board):
+        # The largest buffer first, on a freshly collected heap: it needs one contiguous block.
+        gc.collect()
+        self.telemetry = Telemetry()
         self.board = board
+        self.serial_number = getattr(board, "serial_number", "")
+        self.needle = NeedleDrive(board.motor, board.stroke, board.analog, tick_hz=TICK_HZ,
+                                  interlock=self._needle_interlock)  # fmt: skip
+        self.settings = Settings(Store(motor_running=lambda: self.needle.running))
+        self.boot_fault = self.settings.load()
+        s = self.settings
+        self.depth = DepthAxis(board.stepper, board.endstop, calib=s.raw("calib"),
+                               limit_um=s.raw("depth_limit_mm"))  # fmt: skip
+        self.sessions = Sessions(RecordLog(board.sessions_path))
+        self.pen = Pen(self.needle, self.depth, self.sessions, config=s.get)
+        # Button changes of depth and rate go through the settings (preset range, limits,
+        # persistence); the settings' change callback then moves the pen.
+        self.pen.store_setting = self._store_setting
+        self.pen.depth_range = s.depth_range_um
+        s.on_change(self._on_setting)
+        self.auth = Auth()
+        self.ui = UI(self.pen, board.buttons.read, board.buzzer)
+        self.display = None
+        if board.display is not None:
+            self.display = Display(board.display, self.pen, self.ui)
+        self.supervisor = Supervisor(board.watchdog, on_hang=self._on_hang)
         self.protocol = Protocol(self)
         self.link = SerialService(self, board.serial)
-        self.state = "LOCKED"
+        self.pen.listeners.append(self.link.event)
+        self.pen.listeners.append(self._on_event)
+        self._timer = None
+
+    # -- wiring ---------------------------------------------------------------------------
+    def _needle_interlock(self):
+        """The drive's own check at start(): only the state machine's run() may start it."""
+        return self.pen.state == ARMED and self.depth.homed and not self.depth.busy
+
+    def _store_setting(self, key, value):
+        self.settings.update(key, value, running=self.needle.running)
+
+    def _on_setting(self, key, value):
+        """A setting is about to change (protocol `set`, a preset, a button): apply it to the
+        pen; a Refused vetoes the change."""
+        pen = self.pen
+        if key == "depth_mm":
+            if value != pen.target_um:
+                pen.set_depth_um(value)
+        elif key == "stroke_hz":
+            if value * 1000 != pen.rate_mhz:
+                pen.set_rate_hz(value)
+        elif key == "depth_limit_mm":
+            self.depth.set_limit_um(value)
+        elif key == "calib":
+            self.depth.set_calibration(value)
+
+    def _on_event(self, ev):
+        # Changes made while the needle ran are persisted once it has stopped.
+        if ev.get("event") == "state" and ev.get("from") == "STOPPING":
+            try:
+                self.settings.flush()
+            except Refused:
+                pass
+
+    def _on_hang(self, name):
+        # A task stopped reporting in: the watchdog will reset the pen; make it safe now.
+        self.needle.kill()
+        self.board.safe()
+        self.link.event({"event": "hang", "task": name})
 
     def status(self):
-        return {
-            "state": self.state,
-            "homed": False,
-            "depth_mm": 0.0,
-            "target_depth_mm": 0.0,
-            "stroke_hz": 0.0,
-            "target_hz": 0,
-            "fault": None,
-            "firmware_version": FIRMWARE_VERSION,
-            "protocol_version": PROTOCOL_VERSION,
-        }
+        st = self.pen.status()
+        st["firmware_version"] = FIRMWARE_VERSION
+        st["protocol_version"] = PROTOCOL_VERSION
+        return st
+
+    # -- tasks ----------------------------------------------------------------------------
+    async def _pen_task(self, checkin):
+        pen = self.pen
+        while True:
+            pen.poll()
+            checkin()
+            await asyncio.sleep_ms(self.pen_poll_ms)
+
+    async def _depth_task(self, checkin):
+        depth = self.depth
+        while True:
+            depth.poll()
+            checkin()
+            await asyncio.sleep_ms(depth.POLL_MS)
 
     async def main(self):
-        await self.link.run()
+        sup = self.supervisor
+        self._timer = self.board.control_timer(TICK_HZ, self.needle.tick_cb)
+        fault = F.WATCHDOG if self.board.watchdog_reset else self.boot_fault
+        self.pen.start(fault)
+        tasks = [
+            asyncio.create_task(self._depth_task(sup.checker("depth", 500))),
+            asyncio.create_task(self._pen_task(sup.checker("pen", 500))),
+            asyncio.create_task(self.ui.run(sup.checker("ui", 500))),
+            asyncio.create_task(self.board.buzzer.run(sup.checker("buzzer", 2000))),
+            asyncio.create_task(self.link.run()),
+        ]
+        if self.display is not None:
+            tasks.append(asyncio.create_task(self.display.run(sup.checker("display", 1500))))
+        await sup.run()
+
+    def shutdown(self):
+        """Safe state: needle off, control tick stopped, stepper disabled, buzzer off."""
+        self.needle.kill()
+        if self._timer is not None:
+            self._timer.deinit()
+        self.board.safe()
 
 
 def main(board=None):
@@ -38,4 +153,12 @@ def main(board=None):
 
         board = drivers.board.build()
     app = App(board)
-    asyncio.run(app.main())
+    try:
+        asyncio.run(app.main())
+    except KeyboardInterrupt:
+        # Leaving for the REPL on purpose: keep the (unstoppable) watchdog fed from a timer.
+        board.watchdog.hand_over(board.soft_timer)
+        raise
+    finally:
+        app.shutdown()
+        asyncio.new_event_loop()

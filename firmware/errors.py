@@ -23,6 +23,7 @@ STORAGE = const(15)  # the flash write failed; nothing changed
 NOT_FOUND = const(16)  # no such session / record
 MOTOR_RUNNING = const(17)  # only while the needle motor is stopped (e.g. persisting)
 PRESET_RANGE = const(18)  # outside the active preset's depth range without an override
+INTERNAL = const(19)  # an unexpected exception while handling the command (a firmware bug)
 
 TABLE = {
     UNKNOWN_COMMAND: "unknown command",
@@ -43,6 +44,7 @@ TABLE = {
     NOT_FOUND: "not found",
     MOTOR_RUNNING: "stop the needle first",
     PRESET_RANGE: "outside the preset's depth range",
+    INTERNAL: "internal error",
 }
 
 

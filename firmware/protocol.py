@@ -1,37 +1,484 @@
-"""Serial command protocol: one reply per line, `ok ...` or `error:N message`."""
+"""Serial command protocol (docs/protocol.md): one line in, exactly one reply line out.
 
+`Protocol.handle(line)` takes one received line (bytes, without its terminator; the link has
+already removed the real-time bytes `!` and `?`) and returns the reply without its newline: a
+str, or a list of str parts that together form one line (large replies such as
+`telemetry fetch`, written part by part). Replies are `ok`, `ok PAYLOAD` or `error:N MESSAGE`
+(N from firmware/errors.py); a leading `#N ` tag on the command is echoed on the reply. A
+command that is refused, malformed or fails changes nothing.
+
+Commands are the methods `cmd_<name>(args)`; the first line of each docstring is its usage and
+the rest its help: tools/gen_docs.py turns them into firmware/help.py (MicroPython drops
+docstrings), which `help` returns.
+
+What the protocol uses of the application (duck-typed; tests use fakes):
+  app.pen        the state machine facade: home() arm() disarm() run(hz) stop()
+                 set_depth_um(um) clear_fault() confirm_cartridge() status()
+                 enter_service() exit_service() move_steps(n); optional: fault_log(),
+                 motor_running(), sessions; raises errors.Refused(code, message)
+  app.settings   firmware.settings.Settings   app.auth  firmware.auth.Auth
+  app.telemetry  firmware.telemetry.Telemetry app.link  firmware.link.SerialService
+                 (set_stream(hz), stream_hz)
+  app.sessions   optional (else app.pen.sessions): list(), get(n), last()
+  app.serial_number, app.board.pins.BOARD_REV: for `hello`
+"""
+
+import gc
 import json
+from array import array
 
+from firmware import errors as E
+from firmware.errors import Refused
+from firmware.settings import fmt_mm, parse_int, schema_hash
 from firmware.version import FIRMWARE_VERSION, PROTOCOL_VERSION
 
-ERR_UNKNOWN_COMMAND = 1
-ERR_BAD_LINE = 2
+_OOM = "error:19 out of memory"  # preallocated: the reply when nothing else can be built
+FETCH_MAX = 100
+FETCH_DEFAULT = 50
+_RUNNING_STATES = ("RUNNING", "STOPPING")
+
+
+def motor_running(pen):
+    """Whether the needle motor may be turning (True when in doubt: no flash writes then)."""
+    if pen is None:
+        return False
+    f = getattr(pen, "motor_running", None)
+    if f is not None:
+        return bool(f())
+    s = getattr(pen, "state", None)
+    if isinstance(s, int):
+        return s in (5, 6)  # firmware/pen.py RUNNING, STOPPING
+    if isinstance(s, str):
+        return s in _RUNNING_STATES
+    try:
+        return pen.status().get("state") in _RUNNING_STATES
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def error(code, message=None):
+    msg = message or E.TABLE.get(code, "error")
+    if "\n" in msg or "\r" in msg:
+        msg = msg.replace("\n", " ").replace("\r", " ")
+    return "error:%d %s" % (code, msg)
+
+
+def _digits(s):
+    if not s:
+        return False
+    for c in s:
+        if c < "0" or c > "9":
+            return False
+    return True
+
+
+def _word(s):
+    if not s or len(s) > 24:
+        return False
+    for c in s:
+        if not ("a" <= c <= "z" or c == "_"):
+            return False
+    return True
+
+
+def _int_arg(text, what, lo, hi):
+    try:
+        v = parse_int(text)
+    except ValueError:
+        raise Refused(E.BAD_ARGUMENT, what + " must be an integer") from None
+    if not lo <= v <= hi:
+        raise Refused(E.OUT_OF_RANGE, "%s must be %d..%d" % (what, lo, hi))
+    return v
+
+
+def _nargs(args, lo, hi, usage):
+    if not lo <= len(args) <= hi:
+        raise Refused(E.BAD_ARGUMENT, "usage: " + usage)
 
 
 class Protocol:
     def __init__(self, app):
         self.app = app
+        self._sample = array("i", bytes(4 * 11))
+        self.handled = 0
 
+    # -- helpers ------------------------------------------------------------------------------
+    def _pen(self):
+        pen = getattr(self.app, "pen", None)
+        if pen is None:
+            raise Refused(E.BUSY, "the pen is not ready")
+        return pen
+
+    def running(self):
+        return motor_running(getattr(self.app, "pen", None))
+
+    def unlocked(self):
+        auth = getattr(self.app, "auth", None)
+        return auth is not None and auth.unlocked()
+
+    def status(self):
+        pen = getattr(self.app, "pen", None)
+        st = pen.status() if pen is not None else self.app.status()
+        st["firmware_version"] = FIRMWARE_VERSION
+        st["protocol_version"] = PROTOCOL_VERSION
+        st["unlocked"] = self.unlocked()
+        return st
+
+    def _sessions(self):
+        s = getattr(self.app, "sessions", None)
+        if s is None:
+            s = getattr(getattr(self.app, "pen", None), "sessions", None)
+        if s is None:
+            raise Refused(E.NOT_FOUND, "no session records on this pen")
+        return s
+
+    # -- one line -----------------------------------------------------------------------------
     def handle(self, line):
-        """Handle one received line (bytes, without the newline); return the reply (str)."""
+        """One received line (bytes) -> its reply (str, or list of str parts of one line).
+        Never raises: even out of memory, the line gets its one (untagged) reply."""
+        self.handled += 1
         try:
-            text = line.decode().strip()
-        except UnicodeError:
-            return "error:%d line is not UTF-8" % ERR_BAD_LINE
-        parts = text.split()
-        if not parts:
-            return "error:%d empty line" % ERR_BAD_LINE
-        fn = getattr(self, "cmd_" + parts[0], None)
-        if fn is None:
-            return "error:%d unknown command" % ERR_UNKNOWN_COMMAND
-        return fn(parts[1:])
+            return self._handle(line)
+        except MemoryError:
+            gc.collect()
+            return _OOM
 
+    def _handle(self, line):
+        try:
+            text = line.decode()
+        except UnicodeError:
+            return error(E.BAD_LINE, "line is not UTF-8")
+        tag = None
+        if text[:1] == "#":
+            sp = text.find(" ")
+            num = text[1:sp] if sp > 0 else text[1:]
+            if not (len(num) <= 9 and _digits(num)):
+                return error(E.BAD_LINE, "bad tag: #N (up to 9 digits) then a space")
+            tag = "#" + num + " "
+            text = text[sp + 1 :] if sp > 0 else ""
+        reply = self._dispatch(text)
+        if tag is None:
+            return reply
+        if isinstance(reply, list):
+            return [tag] + reply
+        return tag + reply
+
+    def _dispatch(self, text):
+        args = text.split()
+        if not args:
+            return error(E.BAD_LINE, "empty line")
+        name = args[0]
+        fn = getattr(self, "cmd_" + name, None) if _word(name) else None
+        if fn is None:
+            return error(E.UNKNOWN_COMMAND, "unknown command: " + name[:24])
+        try:
+            r = fn(args[1:])
+        except Refused as e:
+            return error(e.code, e.message)
+        except MemoryError:
+            gc.collect()
+            return error(E.INTERNAL, "out of memory")
+        except Exception as e:  # noqa: BLE001 -- a bug must still get its one reply
+            return error(E.INTERNAL, "internal error (%s)" % type(e).__name__)
+        if r is None:
+            return "ok"
+        if isinstance(r, list):
+            return ["ok "] + r
+        if len(r) > 200:
+            return ["ok ", r]  # no copy of a large payload
+        return "ok " + r
+
+    # -- handshake and information ---------------------------------------------------------------
     def cmd_hello(self, args):
-        """Handshake: firmware and protocol versions."""
-        return "ok " + json.dumps(
-            {"firmware_version": FIRMWARE_VERSION, "protocol_version": PROTOCOL_VERSION}
-        )
+        """hello
+        Handshake: firmware and protocol versions, the settings schema's hash, serial number
+        and board revision."""
+        _nargs(args, 0, 0, "hello")
+        app = self.app
+        board = getattr(app, "board", None)
+        serial = getattr(app, "serial_number", None) or getattr(board, "serial_number", "")
+        rev = getattr(getattr(board, "pins", None), "BOARD_REV", "")
+        return json.dumps({
+            "firmware_version": FIRMWARE_VERSION, "protocol_version": PROTOCOL_VERSION,
+            "schema_hash": schema_hash(), "serial": serial, "board_rev": rev})  # fmt: skip
 
     def cmd_status(self, args):
-        """The pen's state as one JSON object."""
-        return "ok " + json.dumps(self.app.status())
+        """status
+        The pen's state as one JSON object (also the real-time byte `?`, as a `~S` line)."""
+        _nargs(args, 0, 0, "status")
+        return json.dumps(self.status())
+
+    def cmd_help(self, args):
+        """help
+        The commands, as a JSON list of {"command": usage, "help": text}."""
+        _nargs(args, 0, 0, "help")
+        from firmware.help import HELP
+
+        return json.dumps([{"command": u, "help": h} for (u, h) in HELP])
+
+    def cmd_faults(self, args):
+        """faults
+        The latched fault and the fault log since boot (newest last), and how the stored
+        settings loaded."""
+        _nargs(args, 0, 0, "faults")
+        pen = self._pen()
+        st = pen.status()
+        log = []
+        fl = getattr(pen, "fault_log", None)
+        if fl is not None:
+            for t, name in fl():
+                log.append({"t_ms": t, "fault": name})
+        s = getattr(self.app, "settings", None)
+        return json.dumps({"fault": st.get("fault"), "fault_code": st.get("fault_code", 0),
+                           "log": log,
+                           "settings": s.load_status if s is not None else None})  # fmt: skip
+
+    # -- settings -----------------------------------------------------------------------------
+    def cmd_get(self, args):
+        """get KEY
+        One setting: {"KEY": value}."""
+        _nargs(args, 1, 1, "get KEY")
+        return '{"%s": %s}' % (args[0], self.app.settings.text(args[0]))
+
+    def cmd_set(self, args):
+        """set KEY VALUE [override]
+        Change one setting, checked against the schema (docs/settings.md); protected settings
+        need `unlock`, some only change while the needle is stopped. `override` lets depth_mm
+        leave the active preset's range. Saved at once while the needle is stopped."""
+        if len(args) < 2:
+            raise Refused(E.BAD_ARGUMENT, "usage: set KEY VALUE")
+        key = args[0]
+        override = False
+        if key == "depth_mm" and len(args) == 3 and args[2] == "override":
+            override = True
+            args = args[:2]
+        if key != "calib" and len(args) != 2:
+            raise Refused(E.BAD_ARGUMENT, "usage: set KEY VALUE")
+        value = " ".join(args[1:])
+        s = self.app.settings
+        stored = s.set(key, value, unlocked=self.unlocked(), running=self.running(),
+                       override=override)  # fmt: skip
+        return '{"%s": %s}' % (key, stored)
+
+    def cmd_settings(self, args):
+        """settings
+        Every setting as one JSON object."""
+        _nargs(args, 0, 0, "settings")
+        return self.app.settings.as_json()
+
+    def cmd_dump(self, args):
+        """dump
+        Every setting as a JSON list of `set` lines that rebuild them (replayable)."""
+        _nargs(args, 0, 0, "dump")
+        return json.dumps(self.app.settings.dump())
+
+    def cmd_save(self, args):
+        """save
+        Store the settings now (only while the needle is stopped)."""
+        _nargs(args, 0, 0, "save")
+        self.app.settings.save()
+
+    def cmd_defaults(self, args):
+        """defaults
+        Factory defaults for every setting, protected ones included (needs unlock; stopped)."""
+        _nargs(args, 0, 0, "defaults")
+        self.app.settings.defaults(unlocked=self.unlocked(), running=self.running())
+
+    def cmd_preset(self, args):
+        """preset list | preset delete NAME
+        The stored presets and the active one; delete one (protected)."""
+        s = self.app.settings
+        if args == ["list"]:
+            parts = []
+            for name in s.presets():
+                p = s.preset(name)
+                mm = ["null" if x is None else fmt_mm(x) for x in p[:3]]
+                parts.append('"%s": {"depth_min_mm": %s, "depth_max_mm": %s, '
+                             '"depth_default_mm": %s, "stroke_hz": %s}' % (
+                                 name, mm[0], mm[1], mm[2], json.dumps(p[3])))  # fmt: skip
+            return '{"active": %s, "presets": {%s}}' % (
+                json.dumps(s.get("preset.active")), ", ".join(parts))
+        if len(args) == 2 and args[0] == "delete":
+            s.delete_preset(args[1], unlocked=self.unlocked(), running=self.running())
+            return None
+        raise Refused(E.BAD_ARGUMENT, "usage: preset list | preset delete NAME")
+
+    def cmd_calib(self, args):
+        """calib get | calib set JSON
+        The depth calibration table: a flat JSON list [steps0, um0, steps1, um1, ...], both
+        strictly increasing (protected; stopped)."""
+        s = self.app.settings
+        if args == ["get"]:
+            return s.text("calib")
+        if len(args) >= 2 and args[0] == "set":
+            return s.set("calib", " ".join(args[1:]), unlocked=self.unlocked(),
+                         running=self.running())  # fmt: skip
+        raise Refused(E.BAD_ARGUMENT, "usage: calib get | calib set [steps, um, ...]")
+
+    # -- the clinician lock ---------------------------------------------------------------------
+    def cmd_unlock(self, args):
+        """unlock [RESPONSE]
+        Without RESPONSE: a new challenge. With it: RESPONSE = HMAC-SHA256(secret, challenge
+        text) in hex unlocks the protected settings for 10 minutes."""
+        _nargs(args, 0, 1, "unlock [RESPONSE]")
+        auth = self.app.auth
+        if not args:
+            return '{"challenge": "%s"}' % auth.challenge()
+        auth.respond(args[0])
+        return '{"unlocked": true, "timeout_s": %d}' % auth.remaining_s()
+
+    def cmd_lock(self, args):
+        """lock
+        Lock the protected settings again."""
+        _nargs(args, 0, 0, "lock")
+        self.app.auth.lock()
+
+    def cmd_provision(self, args):
+        """provision SECRET
+        Store the pen's clinician-lock secret (64 hex digits), once: refused when one exists."""
+        _nargs(args, 1, 1, "provision SECRET")
+        if self.running():
+            raise Refused(E.MOTOR_RUNNING)
+        self.app.auth.provision(args[0])
+
+    # -- the pen --------------------------------------------------------------------------------
+    def cmd_home(self, args):
+        """home
+        Home the depth stop (also done by itself after boot)."""
+        _nargs(args, 0, 0, "home")
+        self._pen().home()
+
+    def cmd_arm(self, args):
+        """arm
+        Arm a homed, ready pen (as holding START 1 s)."""
+        _nargs(args, 0, 0, "arm")
+        self._pen().arm()
+
+    def cmd_disarm(self, args):
+        """disarm
+        Disarm (stops the needle if it runs)."""
+        _nargs(args, 0, 0, "disarm")
+        self._pen().disarm()
+
+    def cmd_run(self, args):
+        """run [HZ]
+        Start the needle (soft start) at HZ or at stroke_hz; while running, change the rate."""
+        _nargs(args, 0, 1, "run [HZ]")
+        hz = _int_arg(args[0], "HZ", 1, 1000) if args else None
+        self._pen().run(hz)
+
+    def cmd_stop(self, args):
+        """stop
+        Controlled stop of the needle (also the real-time byte `!`)."""
+        _nargs(args, 0, 0, "stop")
+        self._pen().stop()
+
+    def cmd_depth(self, args):
+        """depth MM [override]
+        Same as `set depth_mm MM`: out of range is refused, never clamped."""
+        _nargs(args, 1, 2, "depth MM [override]")
+        over = len(args) == 2
+        if over and args[1] != "override":
+            raise Refused(E.BAD_ARGUMENT, "usage: depth MM [override]")
+        s = self.app.settings
+        stored = s.set("depth_mm", args[0], unlocked=self.unlocked(), running=self.running(),
+                       override=over)  # fmt: skip
+        return '{"target_depth_mm": %s}' % stored
+
+    def cmd_clear(self, args):
+        """clear
+        Clear a latched fault whose cause is gone."""
+        _nargs(args, 0, 0, "clear")
+        self._pen().clear_fault()
+
+    def cmd_cartridge(self, args):
+        """cartridge new
+        Confirm a new cartridge (as holding plus+minus 1 s): {"cartridge": N}."""
+        if args != ["new"]:
+            raise Refused(E.BAD_ARGUMENT, "usage: cartridge new")
+        return '{"cartridge": %d}' % self._pen().confirm_cartridge()
+
+    def cmd_service(self, args):
+        """service enter | service exit
+        Service state for calibration (entering needs unlock)."""
+        if args == ["enter"]:
+            if not self.unlocked():
+                raise Refused(E.LOCKED, "service needs unlock")
+            self._pen().enter_service()
+            return None
+        if args == ["exit"]:
+            self._pen().exit_service()
+            return None
+        raise Refused(E.BAD_ARGUMENT, "usage: service enter | service exit")
+
+    def cmd_move_steps(self, args):
+        """move_steps N
+        Service state only: a raw stepper move of N microsteps (calibration)."""
+        _nargs(args, 1, 1, "move_steps N")
+        n = _int_arg(args[0], "N", -20000, 20000)
+        self._pen().move_steps(n)
+
+    # -- telemetry and records ------------------------------------------------------------------
+    def cmd_telemetry(self, args):
+        """telemetry on [HZ] | telemetry off | telemetry fetch SEQ [N] | telemetry
+        Stream `~T` samples at HZ (1..200, default telemetry_hz), stop the stream, fetch up
+        to N (1..100, default 50) kept samples from SEQ on, or show the ring's state."""
+        tm = self.app.telemetry
+        link = getattr(self.app, "link", None)
+        if not args:
+            d = tm.info()
+            d["stream_hz"] = getattr(link, "stream_hz", 0)
+            return json.dumps(d)
+        sub = args[0]
+        if sub == "on":
+            _nargs(args, 1, 2, "telemetry on [HZ]")
+            if len(args) == 2:
+                hz = _int_arg(args[1], "HZ", 1, 200)
+            else:
+                hz = self.app.settings.get("telemetry_hz")
+            if link is None:
+                raise Refused(E.BUSY, "no serial link")
+            link.set_stream(hz)
+            return '{"stream_hz": %d, "next_seq": %d}' % (hz, tm.next_seq)
+        if sub == "off":
+            _nargs(args, 1, 1, "telemetry off")
+            if link is not None:
+                link.set_stream(0)
+            return None
+        if sub == "fetch":
+            _nargs(args, 2, 3, "telemetry fetch SEQ [N]")
+            seq = _int_arg(args[1], "SEQ", 0, 0x3FFFFFFF)
+            n = _int_arg(args[2], "N", 1, FETCH_MAX) if len(args) == 3 else FETCH_DEFAULT
+            first = tm.oldest()
+            if seq < first:
+                seq = first
+            parts = ["["]
+            v = self._sample
+            end = tm.next_seq
+            k = 0
+            while k < n and seq < end:
+                if tm.read(seq, v):
+                    if k:
+                        parts.append(", ")
+                    parts.append(tm.format(v))
+                    k += 1
+                seq += 1
+            parts.append("]")
+            return parts
+        raise Refused(E.BAD_ARGUMENT, "usage: telemetry on [HZ] | off | fetch SEQ [N]")
+
+    def cmd_session(self, args):
+        """session list | session get N | session summary last
+        Session summaries stored on the pen (one per cartridge)."""
+        s = self._sessions()
+        if args == ["list"]:
+            return json.dumps(s.list())
+        if args == ["summary", "last"] or args == ["get", "last"]:
+            r = s.last()
+        elif len(args) == 2 and args[0] == "get":
+            r = s.get(_int_arg(args[1], "N", 0, 0x3FFFFFFF))
+        else:
+            raise Refused(E.BAD_ARGUMENT, "usage: session list | get N | summary last")
+        if r is None:
+            raise Refused(E.NOT_FOUND, "no such session")
+        return json.dumps(r)

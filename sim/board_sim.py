@@ -6,6 +6,8 @@ import plant_motor
 import plant_ui
 import rp2
 
+import hardware.pins as P
+
 # The fault names the side channel injects, and which plant part takes each.
 FAULTS = ("stall", "runaway", "sensor_loss", "short", "endstop_open", "endstop_closed",
           "missed_steps", "battery_low", "hang", "none")  # fmt: skip
@@ -18,9 +20,15 @@ class VirtualPen:
         self.motor = plant_motor.NeedleMotor(sim, self.battery)
         self.depth = plant_depth.DepthStop(sim)
         self.buttons = plant_ui.Buttons(sim)
+        self.display = plant_ui.SSD1306(height=32)
+        sim.board.i2c[P.OLED_ADDR] = self.display
+        self.buzzer = plant_ui.BuzzerProbe(sim)
         self.hang = False
+        self.power_cut = False
+        sim.hang = False
         sim.devices.append(self)
         sim.devices.append(self.buttons)
+        sim.devices.append(self.buzzer)
         self.register_pio_models()
 
     def register_pio_models(self):
@@ -30,6 +38,13 @@ class VirtualPen:
         pio_models.register(rp2.MODELS, self)
 
     def step(self, now, dt):
+        if self.power_cut:
+            # `power cut`: the supply is gone at this instant; the process ends as a
+            # power-on reset (the supervisor boots it again, the flash keeps what was written).
+            import machine
+
+            self.power_cut = False
+            raise machine.SimReset(machine.PWRON_RESET)
         self.motor.depth_mm = max(0.0, self.depth.protrusion_mm())
         self.motor.step(now, dt)
         self.depth.step(now, dt)
@@ -78,13 +93,36 @@ class VirtualPen:
                 return "ok"
             if cmd == "fault":
                 return self.inject(args[0] if args else "")
+            if cmd == "power" and args == ["cut"]:
+                self.power_cut = True
+                return "ok"
+            if cmd == "screen":
+                return self.screen(args)
+            if cmd == "buzzer":
+                if args and args[0] == "clear":
+                    self.buzzer.tones[:] = []
+                    return "ok"
+                import json
+
+                return "ok " + json.dumps(self.buzzer.tones)
             if cmd == "truth":
-                return "ok stroke_hz=%.3f depth_mm=%.4f current_a=%.3f battery_v=%.3f t_us=%d" % (
+                return ("ok stroke_hz=%.3f depth_mm=%.4f current_a=%.3f battery_v=%.3f t_us=%d"
+                        " turns=%d") % (
                     self.motor.stroke_hz(), self.depth.protrusion_mm(), self.motor.i,
-                    self.battery.voltage(), self.sim.now)  # fmt: skip
+                    self.battery.voltage(), self.sim.now, self.motor.turns)  # fmt: skip
             return "error unknown command %r" % cmd
         except (IndexError, ValueError) as e:
             return "error %s" % e
+
+    def screen(self, args):
+        """`screen`: the text read off the panel (JSON list of 4 lines); `screen art`: the
+        pixels as ASCII art, rows joined by '|'."""
+        import json
+
+        d = self.display
+        if args and args[0] == "art":
+            return "ok " + "|".join(d.art())
+        return "ok " + json.dumps({"on": d.on, "frames": d.frames, "lines": d.text()})
 
     def inject(self, name):
         if name not in FAULTS:
@@ -93,6 +131,7 @@ class VirtualPen:
             self.motor.fault = None
             self.depth.fault = None
             self.hang = False
+            self.sim.hang = False
             self.battery.v_open = 3.9
         elif name in ("stall", "runaway", "sensor_loss", "short"):
             self.motor.fault = name
@@ -102,5 +141,8 @@ class VirtualPen:
         elif name == "battery_low":
             self.battery.v_open = 3.05
         elif name == "hang":
+            # The firmware's event loop stops turning (sim/shims/select.py): only the
+            # watchdog can end it.
             self.hang = True
+            self.sim.hang = True
         return "ok"

@@ -1,12 +1,22 @@
 """Needle drive plant: coreless DC motor on an H-bridge turning the needle cam, the hall
-switch (one pulse per stroke), the current shunt, and the skin's load on the needle.
+switch (one pulse per stroke), the current shunt, the battery, and the skin's load on the needle.
 
 Model (per step dt, semi-implicit Euler, floats: this runs in the simulator, not on the pen):
-  V   = H-bridge output (mean over the PWM period: duty * V_bat; brake = short)
-  i   = (V - Ke*w) / R                  (electrical time constant << step, quasi-static)
+  f   = net PWM fraction of the bridge (IN1 - IN2, from the PWM registers the driver programmed)
+  source = f * V_open behind f^2 * R_int + R_DS   (the pack supplies the motor during the on-time)
+  i   = (f * V_open - Ke*w) / (R + R_DS + f^2 * R_int)   (electrical time constant << step:
+                                  quasi-static; solved with the pack's sag, so no lag oscillation)
   J dw/dt = Kt*i - b*w - T_coulomb - T_skin(theta)
   T_skin  = load * F_skin(depth) * r_cam * |sin theta| while the needle is out past the skin
-The hall output is high for the first 30 degrees of each turn; a rising edge per stroke.
+nSLEEP low = outputs off: the winding is open, i = 0, the rotor coasts. The injected "short" is
+a low-resistance path across the motor terminals: the bridge current jumps (the shunt sees it)
+and the shorted winding brakes the rotor. Both inputs high = brake
+(winding shorted). The hall output is high for the first 30 degrees of each turn; a rising edge
+per stroke goes to `edge_listeners` (the PIO capture model) at its interpolated microsecond.
+
+The ADC readings are computed here, once per plant step, as plain integers: the firmware reads
+the ADC inside the control tick, which runs with the heap locked, so a read must not compute
+floats (each would be a heap allocation).
 """
 
 import math
@@ -14,6 +24,18 @@ import math
 import hardware.pins as P
 
 TWO_PI = 2 * math.pi
+_HALL_HIGH_RAD = TWO_PI / 12
+
+
+def _adc_raw(mv):
+    """A 12-bit ADC conversion of `mv` millivolts, clipped at the reference, left-aligned to 16
+    bits as the RP2040 port's read_u16() returns it."""
+    if mv < 0.0:
+        mv = 0.0
+    if mv > P.ADC_VREF_MV:
+        mv = P.ADC_VREF_MV
+    raw = int(mv * 4095 / P.ADC_VREF_MV + 0.5)
+    return (raw << 4) | (raw >> 8)
 
 
 class NeedleMotor:
@@ -26,6 +48,9 @@ class NeedleMotor:
     r_cam = 0.0015  # m, cam eccentricity (3 mm stroke)
     F_skin_base = 0.30  # N at full load, per needle cartridge, at zero depth
     F_skin_per_mm = 0.55  # N per mm of depth at full load
+    R_DS = 0.36  # ohm, the bridge's high + low side switches (DRV8833 class)
+    R_SHORT = 0.2  # ohm, injected "short": a fault path across the motor terminals (a crushed
+    # cable in the handpiece); the shunt in the bridge's return carries its current too
 
     def __init__(self, sim, battery):
         self.sim = sim
@@ -33,16 +58,20 @@ class NeedleMotor:
         self.battery = battery
         self.w = 0.0  # rad/s
         self.theta = 0.0  # rad, cam angle; 0 = needle retracted, hall edge
-        self.i = 0.0  # A
+        self.i = 0.0  # A through the shunt (the bridge's output current)
+        self.i_motor = 0.0  # A through the winding
+        self.v = 0.0  # V across the winding (mean over the PWM period)
         self.load = 0.0  # 0..1, skin load (0 = in air)
         self.depth_mm = 0.5  # set by the depth-stop plant: how far the needle protrudes
         self.turns = 0
         self.edge_listeners = []  # f(t_us) on each hall rising edge (the PIO model)
         self.fault = None  # injected: "stall", "sensor_loss", "short", "runaway"
         self.hall_level = 0
+        self._adc_i = 0
         self.board.adc[P.MOTOR_CURRENT] = self.adc_current
 
-    def bridge_voltage(self):
+    def bridge_fraction(self):
+        """Net drive fraction of the H-bridge, -1..1, or None when the outputs are off."""
         b = self.board
         if not b.out.get(P.MOTOR_SLEEP_N, 0):
             return None  # outputs off: coast
@@ -54,25 +83,48 @@ class NeedleMotor:
             return 0.0  # both high: brake (short the winding)
         if self.fault == "runaway":
             f1, f2 = 65536, 0  # a shorted low-side switch: full drive whatever the duty
-        return (f1 - f2) / 65536.0 * self.battery.voltage()
+        return (f1 - f2) / 65536.0
+
+    def bridge_voltage(self):
+        f = self.bridge_fraction()
+        return None if f is None else f * self.battery.voltage()
 
     def step(self, now, dt_us):
         dt = dt_us * 1e-6
-        v = self.bridge_voltage()
-        r = self.R * (0.05 if self.fault == "short" else 1.0)
-        if v is None:
-            i = 0.0
+        f = self.bridge_fraction()
+        bat = self.battery
+        emf = self.Ke * self.w
+        short = self.fault == "short"
+        if f is None:
+            # Outputs off: no bridge current; a short across the terminals still loads the
+            # winding (it brakes the rotor through the fault path).
+            i_bridge = 0.0
+            i = -emf / (self.R + self.R_SHORT) if short else 0.0
+            self.v = emf + i * self.R
         else:
-            i = (v - self.Ke * self.w) / r
-        self.i = i
-        self.battery.draw = abs(i)
+            # The bridge as a source: f * V_open behind the pack's share of R_int and R_DS.
+            vs = f * bat.v_open
+            rs = f * f * bat.R_int + self.R_DS
+            if short:
+                vt = (vs / rs + emf / self.R) / (1.0 / rs + 1.0 / self.R_SHORT + 1.0 / self.R)
+                i = (vt - emf) / self.R
+                i_bridge = (vs - vt) / rs
+            else:
+                i = (vs - emf) / (rs + self.R)
+                i_bridge = i
+            self.v = emf + i * self.R
+        self.i = i_bridge  # what the shunt in the bridge's return carries
+        self.i_motor = i
+        bat.draw = abs(i_bridge * f) if f is not None else 0.0
+        bat.update_adc()
+        self._adc_i = _adc_raw(i_bridge * P.CURRENT_MV_PER_A)
         torque = self.Ke * i - self.b * self.w
-        s = math.sin(self.theta)
         # Needle protrusion over the cam turn: 0 at theta=0, full at theta=pi.
-        out_frac = (1 - math.cos(self.theta)) * 0.5
-        if self.load > 0 and out_frac > 0.5:
-            f = self.load * (self.F_skin_base + self.F_skin_per_mm * self.depth_mm)
-            torque -= f * self.r_cam * abs(s)
+        cos_t = math.cos(self.theta)
+        if self.load > 0 and cos_t < 0.0:
+            s = math.sin(self.theta)
+            f_skin = self.load * (self.F_skin_base + self.F_skin_per_mm * self.depth_mm)
+            torque -= f_skin * self.r_cam * abs(s)
         if self.fault == "stall":
             self.w = 0.0
             return
@@ -97,9 +149,9 @@ class NeedleMotor:
             frac = (TWO_PI - old) / (self.w * dt) if self.w > 0 else 1.0
             t_edge = now + int(frac * dt_us)
             if self.fault != "sensor_loss":
-                for f in self.edge_listeners:
-                    f(t_edge)
-        level = 1 if self.theta < TWO_PI / 12 and self.fault != "sensor_loss" else 0
+                for fn in self.edge_listeners:
+                    fn(t_edge)
+        level = 1 if self.theta < _HALL_HIGH_RAD and self.fault != "sensor_loss" else 0
         if level != self.hall_level:
             self.hall_level = level
             self.board.set_input(P.HALL, level)
@@ -108,11 +160,8 @@ class NeedleMotor:
         return self.w / TWO_PI
 
     def adc_current(self):
-        # Shunt amplifier output, clipped at the ADC's 3.3 V, 12-bit value scaled to 16 bits.
-        mv = max(0.0, self.i) * P.CURRENT_MV_PER_A
-        if mv > P.ADC_VREF_MV:
-            mv = P.ADC_VREF_MV
-        return (int(mv * 4095 / P.ADC_VREF_MV) & 0xFFF) << 4
+        # Shunt amplifier output (2.5 V/A), clipped at the ADC's 3.3 V: full scale 1.32 A.
+        return self._adc_i
 
 
 class Battery:
@@ -123,11 +172,15 @@ class Battery:
     def __init__(self, board, v_open=3.9):
         self.v_open = v_open
         self.draw = 0.0
+        self._adc = 0
+        self.update_adc()
         board.adc[P.BATTERY] = self.adc
 
     def voltage(self):
         return self.v_open - self.R_int * self.draw
 
+    def update_adc(self):
+        self._adc = _adc_raw(self.voltage() * 1000 / P.BATTERY_DIVIDER)
+
     def adc(self):
-        mv = self.voltage() * 1000 / P.BATTERY_DIVIDER
-        return (int(mv * 4095 / P.ADC_VREF_MV) & 0xFFF) << 4
+        return self._adc

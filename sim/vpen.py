@@ -27,6 +27,13 @@ import simrt  # noqa: E402
 SIM = simrt.install(realtime=True, speed=int(os.getenv("PEN_SIM_SPEED") or "1"))
 _flash = os.getenv("PEN_SIM_FLASH") or "."
 os.chdir(_flash)
+# The clinician lock's secret (firmware/auth.py): a virtual pen gets the documented test secret,
+# the 32 ASCII bytes "virtual-pen-test-secret-not-real", unless its flash already has a key.
+try:
+    os.stat("pen_secret.key")
+except OSError:
+    with open("pen_secret.key", "w") as _f:
+        _f.write("".join("%02x" % b for b in b"virtual-pen-test-secret-not-real") + "\n")
 # The pen's module path: the flash filesystem first, as on the RP2040.
 sys.path[:] = ["", ".frozen", _here + "/shims", _here]
 
@@ -58,6 +65,18 @@ def _run(name):
     exec(compile(src, name, "exec"), {"__name__": "__main__", "__file__": name})
 
 
+def _exit(code):
+    """End the process with exit status `code`. Under `-i` the unix port enters the REPL even
+    after sys.exit(), so the status is left in a file beside the state file (the supervisor
+    reads it) and the process is killed."""
+    if _state:
+        f = open(_state + ".exit", "w")
+        f.write("%d\n" % code)
+        f.close()
+        os.system("kill -9 $PPID")
+    sys.exit(code)
+
+
 def _boot():
     try:
         _run("boot.py")
@@ -65,7 +84,7 @@ def _boot():
     except machine.SimReset as e:
         if _state:
             PEN.save_state(_state)
-        sys.exit(machine.exit_code(e.cause))
+        _exit(machine.exit_code(e.cause))
     except KeyboardInterrupt:
         print("KeyboardInterrupt")
     except Exception as e:  # noqa: BLE001  -- the pen prints it and drops to the REPL

@@ -11,6 +11,8 @@ def test_boot_and_status_over_pyserial(vpen):
         s.reset_input_buffer()
         s.write(b"status\n")
         line = s.readline().decode()
+        while line.startswith("~"):  # unsolicited lines (events) are not replies
+            line = s.readline().decode()
     assert line.startswith("ok "), line
     st = json.loads(line[3:])
     for key in ("state", "homed", "depth_mm", "target_depth_mm", "stroke_hz", "target_hz",

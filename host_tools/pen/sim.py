@@ -25,7 +25,11 @@ from pathlib import Path
 
 from . import paths
 
-HEAP = "190K"  # the RP2040's MicroPython heap, about 190 KB after boot
+# The RP2040's MicroPython heap is about 190 KB after boot, with the application frozen into
+# flash (manifest.py), so its code takes no heap there. The virtual pen's process holds more:
+# the simulator itself (plant, shims, side channel: about 64 KB) and the application's bytecode,
+# compiled from source into the heap (about 120 KB). Its heap is the pen's plus those.
+HEAP = "512K"
 _EXIT_CAUSE = {80: 1, 83: 3, 84: 4}  # exit status -> machine reset cause (PWRON, WDT, SOFT)
 
 
@@ -162,6 +166,11 @@ class Supervisor:
             while not self.stopping:
                 self._spawn()
                 rc = self.proc.wait()
+                # sim/vpen.py leaves its exit status in a file when it has to kill itself.
+                status_file = self.state_dir / "mechanism.exit"
+                if status_file.exists():
+                    rc = int(status_file.read_text().strip() or rc)
+                    status_file.unlink()
                 self._close_ctl()
                 if self.stopping:
                     break

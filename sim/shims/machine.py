@@ -147,6 +147,7 @@ class PWM:
         self.invert = invert
         self.enabled = True
         self.history = []  # (time_us, top, cc) each time the compare value changes
+        self.history_skipped = 0  # changes made with the heap locked (not logged)
         _BOARD.pwm[self.gpio] = self
         if freq is not None:
             self.freq(freq)
@@ -195,7 +196,13 @@ class PWM:
         cc = (d * (self.top + 1) + 65535 // 2) // 65535
         if cc != self.cc:
             self.cc = cc
-            self.history.append((_SIM.now, self.top, cc))
+            try:
+                self.history.append((_SIM.now, self.top, cc))
+            except MemoryError:
+                # A hard-timer tick (heap locked) set the duty: the registers (cc) are
+                # updated, only this log entry is skipped.
+                self.history_skipped += 1
+                return
             if len(self.history) > 64:
                 del self.history[0]
 

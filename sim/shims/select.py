@@ -28,10 +28,22 @@ class _Poll:
         self._p.modify(obj, mask)
 
     def poll(self, timeout=-1):
+        if getattr(_SIM, "hang", False):
+            _hang()
         return _SIM.wait_io(self._p, timeout)
 
     def ipoll(self, timeout=-1, flags=0):
+        if getattr(_SIM, "hang", False):
+            _hang()
         return iter(_SIM.wait_io(self._p, timeout))
+
+
+def _hang():
+    """`fault hang` (side channel): the caller never gets control back, as if a task looped
+    forever. Time (and the plant, the hard timers, the watchdog) goes on; the watchdog's
+    SimReset is the only way out."""
+    while True:
+        _SIM.sleep_us(1000)
 
 
 def poll():

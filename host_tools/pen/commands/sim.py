@@ -74,7 +74,9 @@ def register(sub) -> None:
         help="side channel of the virtual pen: buttons, skin load, gauge, faults",
         description="press start|plus|minus[+...] [--hold-ms N]; load 0..1; gauge (true needle "
         "protrusion in mm); battery VOLTS; fault NAME (stall, runaway, sensor_loss, short, "
-        "endstop_open, endstop_closed, missed_steps, battery_low, hang, none); truth",
+        "endstop_open, endstop_closed, missed_steps, battery_low, hang, none); truth; "
+        "screen [art] (the display read back as text, or its pixels); buzzer [clear] (tones "
+        "played: [start ms, Hz, ms]); power cut (a power loss now: the pen reboots)",
     )
     c.add_argument("words", nargs="+", help="the command and its arguments")
     c.add_argument("--hold-ms", type=int, help="with press: how long to hold (default 100)")

@@ -1,0 +1,202 @@
+# Runs inside the `micropython` binary (unix port) on the virtual pen, started by
+# bench/stroke_loop.py from the repository root:
+#   micropython -X heapsize=190K bench/mp_stroke_loop.py loop HZ
+#   micropython -X heapsize=190K bench/mp_stroke_loop.py tick
+# Prints one JSON line with the figures.
+import sys
+
+sys.path[:] = ["", "tests/mp", "sim", ".frozen"]
+
+import simrt  # noqa: E402
+
+simrt.install(realtime=False)
+
+import gc  # noqa: E402
+import json  # noqa: E402
+
+import machine  # noqa: E402
+import micropython  # noqa: E402
+from mphelp import SIM  # noqa: E402
+from needle_rig import Rig  # noqa: E402
+
+SETTLE_MS = 400
+MEAN_MS = 500
+STEP_MS = 300
+BAND_PCT = 3.0
+
+
+def _step(rig, hz):
+    """Load step none -> full now: worst deviation % and recovery ms (last stroke outside the
+    band; None if still outside at the end of the window)."""
+    t0 = SIM.now
+    worst = 0.0
+    rec = 0
+    trace = rig.trace_hz(STEP_MS)
+    for t, h in trace:
+        dev = (h - hz) * 100.0 / hz
+        if abs(dev) > abs(worst):
+            worst = dev
+        if abs(dev) > BAND_PCT:
+            rec = (t - t0) // 1000
+    if trace and abs(trace[-1][1] - hz) * 100.0 / hz > BAND_PCT:
+        rec = None
+    return worst, rec
+
+
+def loop(hz, tick_hz=1000):
+    r = Rig(tick_hz=tick_hz)
+    out = {"hz": hz}
+    # Closed loop.
+    r.drive.start(hz)
+    r.run_ms(SETTLE_MS)
+    free = r.mean_hz(MEAN_MS)
+    r.plant.load = 1.0
+    worst, rec = _step(r, hz)
+    loaded = r.mean_hz(MEAN_MS)
+    out["closed"] = {"err_free": (free - hz) * 100 / hz, "err_load": (loaded - hz) * 100 / hz,
+                     "worst": worst, "recovery_ms": rec, "fault": r.drive.fault}  # fmt: skip
+    # Open loop: the closed loop's own steady duty without load, held fixed.
+    r.plant.load = 0.0
+    r.run_ms(SETTLE_MS)
+    duty = r.motor.duty
+    r.stop_timer()
+    r.motor.drive(duty)
+    r.run_ms(SETTLE_MS)
+    free = r.mean_hz(MEAN_MS)
+    r.plant.load = 1.0
+    worst, rec = _step(r, hz)
+    loaded = r.mean_hz(MEAN_MS)
+    out["open"] = {"err_free": (free - hz) * 100 / hz, "err_load": (loaded - hz) * 100 / hz,
+                   "worst": worst, "recovery_ms": rec, "duty": duty}  # fmt: skip
+    print(json.dumps(out))
+
+
+class _Fixed:
+    """Drivers that answer at once: the firmware's own share of the tick."""
+
+    enabled = True
+    current_full_scale_ma = 1320
+
+    def __init__(self):
+        self.n = 0
+
+    def pending(self):
+        self.n += 1
+        return 1 if self.n % 7 == 0 else 0  # a stroke every 7 ticks (~143 Hz)
+
+    def read(self):
+        return 6667  # 150 Hz: on target, so the loop stays in its running path
+
+    def current_ma(self):
+        return 180
+
+    def battery_mv(self):
+        return 3850
+
+    def enable(self):
+        pass
+
+    def drive(self, d):
+        pass
+
+    def brake(self):
+        pass
+
+    def coast(self):
+        pass
+
+
+def _ref_tick(st):
+    period = st[0]
+    rate = 1_000_000_000 // period
+    err = 150_000 - rate
+    integ = st[1] + err * 3
+    if integ > 1 << 24:
+        integ = 1 << 24
+    elif integ < -(1 << 24):
+        integ = -(1 << 24)
+    st[1] = integ
+    duty = (err * 40 + integ) >> 8
+    if duty < 0:
+        duty = 0
+    elif duty > 65535:
+        duty = 65535
+    st[2] = duty
+
+
+def tick():
+    real = simrt.real_time
+    acc = [0, 0]
+    # 1. The whole tick on the virtual pen (hard timer, heap locked), 150 Hz under full load:
+    #    includes the shims' Python peripherals (ADC, PWM, PIO FIFO), which are C on the pen.
+    r = Rig(timer=False)
+    drive = r.drive
+
+    def timed(_t):
+        t0 = real.ticks_us()
+        drive.tick()
+        acc[0] += real.ticks_diff(real.ticks_us(), t0)
+        acc[1] += 1
+
+    tm = machine.Timer(-1, freq=1000, callback=timed, hard=True)
+    r.plant.load = 1.0
+    drive.start(150)
+    SIM.advance(1_000_000)
+    whole_us = acc[0] / acc[1]
+    locked_ticks = acc[1]
+    tm.deinit()
+    # 2. The firmware logic alone, on drivers that answer at once (on the pen the drivers'
+    #    peripheral calls are C; under the unix port the shims are Python).
+    from firmware.needle import NeedleDrive
+
+    f = _Fixed()
+    nd = NeedleDrive(f, f, f)
+    nd.start(150)
+    n = 20_000
+    micropython.heap_lock()  # (a `for` over range() would allocate its iterator)
+    try:
+        k = n
+        t0 = real.ticks_us()
+        while k:
+            nd.tick()
+            k -= 1
+        t1 = real.ticks_us()
+        k = n
+        while k:
+            k -= 1
+        t2 = real.ticks_us()
+    finally:
+        micropython.heap_unlock()
+    logic_us = (real.ticks_diff(t1, t0) - real.ticks_diff(t2, t1)) / n
+    # A reference tick of the kind the RP2040 figure was measured on (a 12-line fixed-point PI:
+    # reciprocal rate from a period, PI with clamp, duty clamp), timed the same way in the same
+    # process, so the ratio survives a busy machine.
+    st = [6667, 0, 0]
+    micropython.heap_lock()
+    try:
+        k = n
+        t0 = real.ticks_us()
+        while k:
+            _ref_tick(st)
+            k -= 1
+        t1 = real.ticks_us()
+    finally:
+        micropython.heap_unlock()
+    ref_us = real.ticks_diff(t1, t0) / n - real.ticks_diff(t2, t1) / n
+    # 3. Allocation per tick with the heap unlocked: gc.mem_alloc() across many ticks.
+    gc.collect()
+    k = n
+    a0 = gc.mem_alloc()
+    while k:
+        nd.tick()
+        k -= 1
+    alloc_bytes = gc.mem_alloc() - a0
+    print(json.dumps({"whole_us": whole_us, "locked_ticks": locked_ticks, "logic_us": logic_us,
+                      "ref_us": ref_us, "alloc_bytes": alloc_bytes, "alloc_ticks": n,
+                      "running": nd.running, "fault": nd.fault}))  # fmt: skip
+
+
+if sys.argv[1] == "loop":
+    loop(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1000)
+else:
+    tick()

@@ -1,0 +1,602 @@
+"""The depth axis: the stepper-driven stop that sets how far the needles protrude.
+
+API (for the state machine, the protocol and the UI):
+
+    axis = DepthAxis(stepper, endstop, calib=None, limit_um=3000, on_fault=None)
+        stepper: drivers.stepper_pio.StepperPIO (queue/service/flush/position/enable)
+        endstop: drivers.endstop.Endstop (sample/closed/settled)
+        calib:   CalibrationTable or its flat list [s0, um0, s1, um1, ...]; None = nominal.
+                 An invalid one latches CALIBRATION_INVALID and the nominal table is used.
+        on_fault(code): called once when a fault latches (for the fault log / events).
+
+    axis.poll()            advance homing and moves; call every POLL_MS (2..5 ms) from an
+                           asyncio task -- or run `await axis.run()` as that task. No timing
+                           depends on it beyond keeping the PIO queue fed.
+    axis.home()            start homing (fast seek to the switch, back off, slow re-touch);
+                           when already homed it is a re-home that checks for lost steps.
+    axis.rehome_check()    the same, refused unless homed (a deliberate lost-steps check).
+    axis.move_to_um(um)    go to a depth (int µm). Refused(OUT_OF_RANGE) for um < 0 or
+                           um > limit_um, Refused(NOT_HOMED / FAULT_ACTIVE / BUSY while homing);
+                           a refused request changes nothing. While a move runs, the new target
+                           is taken up when the move ends.
+    axis.move_steps(n)     service move by n microsteps (calibration); the target is clamped to
+                           MIN_STEPS .. the limit's step.
+    axis.retract()         go to the safe depth SAFE_UM (only ever inwards); with the position
+                           unknown, drive inwards the whole travel (onto the hard stop).
+    axis.set_limit_um(um)  0 .. LIMIT_MAX_UM (3300: the mechanism's working range; the
+                           settings schema bounds the clinical limit), within the calibration.
+                           A stop deeper than the new limit is moved back to it. Lowering it
+                           below a running move's goal is refused (BUSY), so a move never ends
+                           beyond the limit.
+    axis.set_calibration(table_or_list)   validated, refused (Refused) when invalid, when it
+                           does not cover 0 .. limit_um, or while busy; re-targets target_um.
+    axis.load_calibration(flat) -> bool   boot path: invalid -> CALIBRATION_INVALID latched.
+    axis.clear_fault()     unlatch (refused while the retract runs). Position-doubt faults
+                           leave the axis unhomed: home again.
+    read-only: homed, homing, busy, needle_ok, position_steps, position_um (None when the
+               position is unknown), target_um, limit_um, fault (0 none), calib.
+
+Safety properties (docs/requirements.md, DS-*): the soft limits are enforced here, in
+`_clamp()`, which every move's legs pass through, whatever asked for the move. Every move ends
+travelling outwards (deeper), so the lead screw's backlash is always taken up the same way: a
+move inwards overshoots by TAKEUP_STEPS and comes back out. The overshoot is on the retracted
+side, so the approach never passes beyond the target. Any fault stops feeding the PIO (the
+few segments in flight finish, keeping the count exact), latches, calls on_fault and retracts.
+
+Position is kept in microsteps counted from completed PIO segments; step 0 is where the
+slow re-touch found the switch (retracting). The lead screw, its backlash and the switch's
+scatter are known only through the calibration table.
+"""
+
+import time
+
+from micropython import const
+
+from firmware import faults
+from firmware.calib import CalibrationTable
+from firmware.errors import (
+    BAD_ARGUMENT,
+    BUSY,
+    FAULT_ACTIVE,
+    NOT_HOMED,
+    OUT_OF_RANGE,
+    Refused,
+)
+from firmware.motion import TrapezoidPlanner
+
+_IDLE = const(0)
+_MOVE = const(1)  # running legs towards a goal
+_H_START = const(2)  # homing: in-flight motion finishing, switch reading settling
+_H_CLEAR = const(3)  # homing: the switch was closed at start; backing off
+_H_CLEAR_CHECK = const(4)
+_H_SEEK = const(5)  # fast seek inwards
+_H_STOP = const(6)  # the seek (or approach) saw the switch: in-flight segments finishing
+_H_BACKOFF = const(7)
+_H_RELEASE = const(8)  # after the back-off the switch must read open
+_H_APPROACH = const(9)
+_H_TOUCH = const(10)  # slow re-touch, one step per poll
+_RETRACT_WAIT = const(11)  # fault / retract: motion finishing
+_RETRACTING = const(12)
+
+_OUT = const(1)
+_IN = const(0)
+
+
+class DepthAxis:
+    # Motion (µsteps; nominal 2.5 µm each). The motor follows up to ~12k steps/s.
+    SPEED_SPS = 10_000
+    ACCEL_SPS2 = 200_000
+    SEG_US = 3000  # PIO segment length: 4 in flight cover > 9 ms of poll latency
+    TAKEUP_STEPS = 24  # backlash take-up overshoot (60 µm > the screw's backlash)
+    DWELL_US = 2000  # pause before a leg, so the rotor is at rest when direction reverses
+    MIN_STEPS = 16  # closest to the switch a move goes (the switch stays open)
+    TRAVEL_STEPS = 1440  # mechanical travel past the switch (3.6 mm nominal)
+    # The deepest limit the axis accepts: the mechanism's working range. The clinical maximum
+    # (3.0 mm) is the settings schema's bound; calibration raises the limit to this to measure
+    # the whole range with the needle stopped.
+    LIMIT_MAX_UM = 3300
+    SAFE_UM = 0  # retract target: tips flush
+    # Homing
+    SEEK_SPS = 3500
+    SEEK_SEG_US = 2000  # short segments: the stop after the switch is seen comes quickly
+    SEEK_MAX_STEPS = 1700  # travel + switch over-travel: no switch by then -> HOME_NOT_FOUND
+    BACKOFF_STEPS = 100  # back off beyond where the switch first closed (0.25 mm)
+    CLEAR_MAX_STEPS = 240  # closed at start: out at most this far (switch over-travel 0.4 mm)
+    BACKOFF_SPS = 5000
+    APPROACH_MARGIN_STEPS = 40  # the slow re-touch starts this far before the seek's switch point
+    APPROACH_SPS = 3000
+    TOUCH_INTERVAL_US = 500  # the slow re-touch: one step per poll, sampled after each
+    TOUCH_MAX_STEPS = 120
+    HOME_RETRIES = 2  # approaches that met the switch early before giving up
+    HOME_TIMEOUT_MS = 3000  # whole homing (travel timeout) -> HOME_NOT_FOUND
+    LOST_STEPS_TOL = 6  # re-home: switch this far off its step 0 -> LOST_STEPS (15 µm)
+    WATCH_STEPS = 40  # switch closed while homed and deeper than this -> fault
+    BLIND_STEPS = 1700  # retract with the position unknown: whole travel inwards
+    BLIND_SPS = 3000
+    # A leg not done by its planned time + this: the step generator stalled -> INTERNAL
+    # (HOME_NOT_FOUND while homing: it is the travel timeout then)
+    MOVE_MARGIN_MS = 200
+    POLL_MS = 2
+
+    def __init__(self, stepper, endstop, calib=None, limit_um=3000, on_fault=None):
+        self._st = stepper
+        self._es = endstop
+        self._pl = TrapezoidPlanner()
+        self.on_fault = on_fault
+        self.fault = faults.NONE
+        self.calib = CalibrationTable.nominal()
+        if not isinstance(limit_um, int) or not 0 <= limit_um <= self.LIMIT_MAX_UM:
+            raise ValueError("limit_um 0..LIMIT_MAX_UM")
+        self.limit_um = limit_um
+        self.target_um = self.SAFE_UM
+        self.homed = False
+        self.homing = False
+        self._pos_known = False
+        self._at_inner_end = False  # the position is unknown but the stop is fully in
+        self._phase = _IDLE
+        self._legs = [0, 0]
+        self._nlegs = 0
+        self._leg_i = 0
+        self._feeding = False
+        self._dir = _OUT
+        self._last_dir = _IN
+        self._speed = self.SPEED_SPS
+        self._seg = self.SEG_US
+        self._goal = 0
+        self._pending = None
+        self._busy_us = time.ticks_us()
+        self._was_busy = False
+        self._leg_deadline = 0
+        self._home_deadline = 0
+        self._check_lost = False
+        self._p_first = None
+        self._touched = 0
+        self._retries = 0
+        self.home_offset = 0  # steps off step 0 the last re-home found the switch
+        if calib is not None:
+            self.load_calibration(calib)
+
+    # -- read-only state ---------------------------------------------------------------
+    @property
+    def position_steps(self):
+        return self._st.position
+
+    @property
+    def position_um(self):
+        if not self._pos_known:
+            return None
+        return self.calib.um_for_steps(self._st.position)
+
+    @property
+    def busy(self):
+        return self._phase != _IDLE or self._st.busy
+
+    @property
+    def needle_ok(self):
+        """The needle may run: homed, not homing or retracting, no fault."""
+        return self.homed and not self.homing and self.fault == 0 and self._phase in (
+            _IDLE, _MOVE)  # fmt: skip
+
+    def max_steps(self):
+        """The deepest step any move may reach: the depth limit through the calibration,
+        rounded inwards, and never past the mechanical travel."""
+        s = self.calib.steps_at_most(self.limit_um)
+        return s if s < self.TRAVEL_STEPS else self.TRAVEL_STEPS
+
+    # -- commands ----------------------------------------------------------------------
+    def home(self):
+        """Start homing (no-op while homing). Refused while a fault is latched."""
+        if self.fault:
+            raise Refused(FAULT_ACTIVE)
+        if self.homing:
+            return
+        self._check_lost = self.homed
+        self.homed = False
+        self.homing = True
+        self._retries = 0
+        self._p_first = None
+        self._home_deadline = time.ticks_add(time.ticks_ms(), self.HOME_TIMEOUT_MS)
+        self._stop_motion()
+        self._st.enable(True)
+        self._phase = _H_START
+
+    def rehome_check(self):
+        """Re-home and compare: the switch found off its expected step -> LOST_STEPS."""
+        if not self.homed:
+            raise Refused(NOT_HOMED)
+        if self.busy:
+            raise Refused(BUSY)
+        self.home()
+
+    def move_to_um(self, um):
+        _check_int(um)
+        if um < 0 or um > self.limit_um:
+            raise Refused(OUT_OF_RANGE, "depth outside 0..limit")
+        self._may_move()
+        self.target_um = um
+        self._request(self.calib.steps_for_um(um))
+
+    def move_steps(self, n):
+        """Service move by n microsteps (calibration), clamped to the soft range."""
+        _check_int(n)
+        if abs(n) > self.TRAVEL_STEPS:
+            raise Refused(OUT_OF_RANGE, "steps beyond the travel")
+        self._may_move()
+        base = self._goal if self._phase == _MOVE else self._st.position
+        if self._pending is not None:
+            base = self._pending
+        t = self._clamp(base + n)
+        self.target_um = self.calib.um_for_steps(t)
+        self._request(t)
+
+    def retract(self):
+        """Go to the safe depth now (abandons homing or a move)."""
+        self._begin_retract()
+
+    def set_limit_um(self, um):
+        _check_int(um)
+        if not 0 <= um <= self.LIMIT_MAX_UM:
+            raise Refused(OUT_OF_RANGE, "limit outside 0..%d um" % self.LIMIT_MAX_UM)
+        if not self.calib.covers(0, um):
+            raise Refused(OUT_OF_RANGE, "limit outside the calibrated range")
+        if um < self.limit_um and self.busy:
+            new_max = self._max_steps_for(um)
+            goal = self._pending if self._pending is not None else self._goal
+            if self._phase != _MOVE or goal > new_max or self._st.position > new_max:
+                raise Refused(BUSY, "lower the limit while the depth stop is still")
+        self.limit_um = um
+        if self.target_um > um:
+            self.target_um = um
+        if self.homed and not self.busy and self._st.position > self.max_steps():
+            self._go(self.calib.steps_for_um(self.target_um))
+
+    def set_calibration(self, table):
+        """Install a calibration table (CalibrationTable or flat list); Refused if invalid."""
+        if self.busy:
+            raise Refused(BUSY)
+        t = table if isinstance(table, CalibrationTable) else CalibrationTable(table)
+        if not t.covers(0, self.limit_um):
+            raise Refused(OUT_OF_RANGE, "calibration does not cover 0..limit")
+        self.calib = t
+        if self.homed and not self.fault:
+            self._go(t.steps_for_um(self.target_um))
+
+    def load_calibration(self, table):
+        """Boot path: an invalid stored table latches CALIBRATION_INVALID (nominal in use)."""
+        try:
+            t = table if isinstance(table, CalibrationTable) else CalibrationTable(table)
+            if not t.covers(0, self.limit_um):
+                raise ValueError
+        except (Refused, ValueError, TypeError):
+            self._trip(faults.CALIBRATION_INVALID)
+            return False
+        self.calib = t
+        return True
+
+    def clear_fault(self):
+        if self._phase in (_RETRACT_WAIT, _RETRACTING):
+            raise Refused(BUSY, "retract still running")
+        self.fault = faults.NONE
+
+    async def run(self):
+        """The axis's asyncio task: poll every POLL_MS."""
+        import asyncio
+
+        while True:
+            self.poll()
+            await asyncio.sleep_ms(self.POLL_MS)
+
+    # -- the poll ----------------------------------------------------------------------
+    def poll(self):
+        st = self._st
+        st.service()
+        es = self._es
+        closed = es.sample()
+        if st.busy or self._was_busy:
+            # the rotor was turning until at least now: DWELL_US counts from here
+            self._busy_us = time.ticks_us()
+        self._was_busy = st.busy
+        ph = self._phase
+        if ph == _MOVE:
+            if self._run_legs():
+                self._move_done()
+            if self._phase == _MOVE:
+                self._watch_switch(closed)
+        elif ph == _IDLE:
+            self._watch_switch(closed)
+        elif ph >= _RETRACT_WAIT:
+            self._poll_retract()
+        else:
+            self._poll_homing(closed)
+            if self.homing and time.ticks_diff(time.ticks_ms(), self._home_deadline) > 0:
+                self._trip(faults.HOME_NOT_FOUND)
+        st.service()
+
+    def _move_done(self):
+        if self._pending is not None:
+            t = self._pending
+            self._pending = None
+            self._go(t)
+        else:
+            self._phase = _IDLE
+
+    def _watch_switch(self, closed):
+        """Homed, the switch must stay open away from home. Closed while moving in: the
+        stop reached home early -> steps were lost; closed otherwise: a stuck switch."""
+        if not self.homed or not closed or self._st.position <= self.WATCH_STEPS:
+            return
+        if self._phase == _MOVE and self._feeding and self._dir == _IN:
+            self._pos_known = False
+            self._at_inner_end = True  # it is at the switch: as far in as it goes
+            self._trip(faults.LOST_STEPS)
+        else:
+            self._trip(faults.ENDSTOP_STUCK)
+
+    # -- homing ------------------------------------------------------------------------
+    def _poll_homing(self, closed):
+        es = self._es
+        st = self._st
+        ph = self._phase
+        if ph == _H_START:
+            if st.busy or not es.settled:
+                return
+            if closed:
+                # at (or past) the switch: move out until it lets go, at most its over-travel
+                self._phase = _H_CLEAR
+                self._leg(self._cap(st.position + self.CLEAR_MAX_STEPS), self.BACKOFF_SPS,
+                          self.SEG_US)  # fmt: skip
+            else:
+                self._start_seek()
+        elif ph == _H_CLEAR:
+            if not closed and es.settled:
+                self._stop_motion()
+                self._phase = _H_CLEAR_CHECK
+            elif self._run_legs():
+                self._phase = _H_CLEAR_CHECK
+        elif ph == _H_CLEAR_CHECK:
+            if st.busy or not es.settled:
+                return
+            if closed:
+                self._trip(faults.ENDSTOP_STUCK)
+            else:
+                self._start_seek()
+        elif ph == _H_SEEK:
+            if closed or not es.settled:  # closed readings: where the switch was first met
+                if self._p_first is None:
+                    self._p_first = st.position
+            else:
+                self._p_first = None  # it was a glitch: the integrator is back at open
+            if closed:
+                self._stop_motion()
+                self._phase = _H_STOP
+            elif self._run_legs():
+                # the whole travel without the switch: the stop is at the inner hard stop
+                self._at_inner_end = True
+                self._pos_known = False
+                self._trip(faults.HOME_NOT_FOUND)
+        elif ph == _H_APPROACH:
+            if closed or not es.settled:
+                # met the switch before the slow re-touch began: back off again from here
+                self._retries += 1
+                if self._retries > self.HOME_RETRIES:
+                    self._trip(faults.HOME_NOT_FOUND)
+                    return
+                self._p_first = st.position
+                self._stop_motion()
+                self._phase = _H_STOP
+            elif self._run_legs():
+                self._touched = 0
+                self._phase = _H_TOUCH
+        elif ph == _H_STOP:
+            if st.busy:
+                return
+            self._phase = _H_BACKOFF
+            self._leg(self._cap(self._p_first + self.BACKOFF_STEPS), self.BACKOFF_SPS,
+                      self.SEG_US)  # fmt: skip
+        elif ph == _H_BACKOFF:
+            if self._run_legs():
+                self._phase = _H_RELEASE
+        elif ph == _H_RELEASE:
+            if not es.settled:
+                return
+            if closed:
+                self._trip(faults.ENDSTOP_STUCK)
+                return
+            self._phase = _H_APPROACH
+            t = self._p_first + self.APPROACH_MARGIN_STEPS
+            if t >= st.position:
+                t = st.position
+            self._leg(t, self.APPROACH_SPS, self.SEG_US)
+        elif ph == _H_TOUCH:
+            if st.busy:
+                return
+            if closed:
+                self._found()
+            elif not es.settled:
+                return  # closed readings seen: let the debounce decide before stepping on
+            elif self._touched >= self.TOUCH_MAX_STEPS:
+                self._trip(faults.HOME_NOT_FOUND)
+            else:
+                self._touched += 1
+                self._last_dir = _IN
+                st.queue(1, self.TOUCH_INTERVAL_US, _IN)
+
+    def _start_seek(self):
+        self._phase = _H_SEEK
+        self._p_first = None
+        self._leg(self._st.position - self.SEEK_MAX_STEPS, self.SEEK_SPS, self.SEEK_SEG_US)
+
+    def _cap(self, t):
+        """Homing moves stay within the limit when the position is known (a re-home)."""
+        if self._pos_known:
+            hi = self.max_steps()
+            if t > hi:
+                return hi
+        return t
+
+    def _found(self):
+        st = self._st
+        p = st.position
+        st.set_position(0)
+        self._pos_known = True
+        self._at_inner_end = False
+        self.homing = False
+        self._last_dir = _IN
+        self.home_offset = p if self._check_lost else 0
+        if self._check_lost and abs(p) > self.LOST_STEPS_TOL:
+            self._trip(faults.LOST_STEPS)
+            return
+        self.homed = True
+        self._go(self.calib.steps_for_um(self.target_um))
+
+    # -- fault and retract -------------------------------------------------------------
+    def _trip(self, code):
+        if not self.fault:
+            self.fault = code
+            if self.on_fault is not None:
+                self.on_fault(code)
+        if code in (faults.HOME_NOT_FOUND, faults.ENDSTOP_STUCK, faults.LOST_STEPS):
+            self.homed = False
+        self._begin_retract()
+
+    def _begin_retract(self):
+        self.target_um = self.SAFE_UM
+        self.homing = False
+        self._stop_motion()
+        self._phase = _RETRACT_WAIT
+
+    def _poll_retract(self):
+        st = self._st
+        if self._phase == _RETRACT_WAIT:
+            if st.busy:
+                return
+            if self._pos_known:
+                safe = self._clamp(self.calib.steps_for_um(self.SAFE_UM))
+                if st.position > safe:
+                    self._phase = _RETRACTING
+                    self._leg(safe, self.SPEED_SPS, self.SEG_US)
+                    return
+            elif not self._at_inner_end:
+                self._phase = _RETRACTING
+                self._leg(st.position - self.BLIND_STEPS, self.BLIND_SPS, self.SEG_US)
+                return
+            self._phase = _IDLE
+        elif self._run_legs():
+            if not self._pos_known:
+                self._at_inner_end = True
+            self._phase = _IDLE
+
+    # -- moves -------------------------------------------------------------------------
+    def _may_move(self):
+        if self.fault:
+            raise Refused(FAULT_ACTIVE)
+        if not self.homed:
+            raise Refused(NOT_HOMED)
+        if self.homing or self._phase >= _RETRACT_WAIT:
+            raise Refused(BUSY)
+
+    def _max_steps_for(self, um):
+        s = self.calib.steps_at_most(um)
+        return s if s < self.TRAVEL_STEPS else self.TRAVEL_STEPS
+
+    def _clamp(self, t):
+        """The soft range every move is held to: MIN_STEPS .. max_steps()."""
+        hi = self.max_steps()
+        if t > hi:
+            t = hi
+        if t < self.MIN_STEPS:
+            t = self.MIN_STEPS
+        return t
+
+    def _request(self, t):
+        t = self._clamp(t)
+        if self._phase == _MOVE:
+            self._pending = t if t != self._goal else None
+        else:
+            self._go(t)
+
+    def _go(self, target):
+        """Move to `target` (clamped), ending with an outward approach."""
+        target = self._clamp(target)
+        pos = self._st.position
+        self._pending = None
+        self._goal = target
+        self._speed = self.SPEED_SPS
+        self._seg = self.SEG_US
+        if target < pos or (target == pos and self._last_dir != _OUT):
+            # end travelling outwards: overshoot inwards first (backlash take-up)
+            pre = target - self.TAKEUP_STEPS
+            self._set_legs(pre if pre > self.MIN_STEPS else self.MIN_STEPS, target)
+        else:
+            self._set_legs(target, target)
+        self._phase = _MOVE
+
+    def _leg(self, target, speed, seg):
+        """A single-leg move (homing, retract): no soft clamp, no take-up."""
+        self._speed = speed
+        self._seg = seg
+        self._set_legs(target, target)
+
+    def _set_legs(self, a, b):
+        self._legs[0] = a
+        self._legs[1] = b
+        self._nlegs = 1 if a == b else 2
+        self._leg_i = 0
+        self._feeding = False
+
+    def _stop_motion(self):
+        """Stop feeding the PIO: the segments in flight finish (the count stays exact)."""
+        self._pl.abandon()
+        self._st.flush()
+        self._feeding = False
+        self._nlegs = 0
+        self._leg_i = 0
+        self._pending = None
+
+    def _run_legs(self):
+        """Feed the current leg / start the next one. True when every leg is done."""
+        st = self._st
+        if self._feeding:
+            self._feed()
+            if self._pl.done and not st.busy:
+                self._feeding = False
+            elif time.ticks_diff(time.ticks_ms(), self._leg_deadline) > 0:
+                # the PIO stopped consuming: the step generator stalled. While homing this is
+                # the travel timeout.
+                self._trip(faults.HOME_NOT_FOUND if self.homing else faults.INTERNAL)
+            return False
+        if st.busy:
+            return False
+        while self._leg_i < self._nlegs:
+            n = self._legs[self._leg_i] - st.position
+            if n == 0:
+                self._leg_i += 1
+                continue
+            if time.ticks_diff(time.ticks_us(), self._busy_us) < self.DWELL_US:
+                return False
+            self._leg_i += 1
+            self._dir = _OUT if n > 0 else _IN
+            self._last_dir = self._dir
+            self._pl.plan(n if n > 0 else -n, self._speed, self.ACCEL_SPS2, self._seg)
+            self._leg_deadline = time.ticks_add(
+                time.ticks_ms(), self._pl.duration_us // 1000 + self.MOVE_MARGIN_MS)
+            self._feeding = True
+            st.enable(True)
+            self._feed()
+            return False
+        return True
+
+    def _feed(self):
+        st = self._st
+        pl = self._pl
+        while st.space():
+            n = pl.next_segment()
+            if not n:
+                break
+            st.queue(n, pl.interval, self._dir)
+        st.service()
+
+
+def _check_int(v):
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise Refused(BAD_ARGUMENT, "an integer is required")

@@ -1,0 +1,73 @@
+"""`pen sessions`: the sessions logged on this computer and the ones the pen keeps."""
+
+from __future__ import annotations
+
+import json
+
+from ..cli import CliError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sessions",
+        help="list logged sessions (this computer's, and the pen's own)",
+        description="Lists the sessions `pen log` recorded in the telemetry database and, when a "
+        "pen is connected (or --port/$PEN_PORT is given), the session summaries the pen keeps.",
+    )
+    p.add_argument("--db", metavar="FILE", help="telemetry database (default as for pen log)")
+    p.add_argument("--no-pen", action="store_true", help="only this computer's sessions")
+    p.add_argument("--json", action="store_true", help="print {host: [...], pen: [...]} as JSON")
+    p.set_defaults(func=cmd_sessions)
+
+
+def _pen_sessions(args) -> tuple[list | None, str | None]:
+    from ..link import LinkError, PenLink, PortNotFound
+
+    link = PenLink(args.port, check=False, timeout=3.0)
+    try:
+        link.open()
+        return link.call("session list"), None
+    except PortNotFound:
+        return None, "no pen connected"
+    except LinkError as exc:
+        return None, str(exc)
+    finally:
+        link.close()
+
+
+def cmd_sessions(args) -> int:
+    from .. import logger as lg
+
+    path = lg.resolve_db_path(args.db)
+    host: list[dict] = []
+    if path.exists():
+        db = lg.open_db(path)
+        host = lg.list_sessions(db)
+        db.close()
+    pen, problem = (None, "not asked (--no-pen)") if args.no_pen else _pen_sessions(args)
+    if args.json:
+        print(json.dumps({"db": str(path), "host": host, "pen": pen, "pen_problem": problem}))
+        return 0
+    print(f"logged on this computer ({path}):")
+    if not host:
+        print("  none yet (record one with pen log)")
+    for s in host:
+        miss = s["missing_samples"]
+        print(f"  {s['id']:>4}  {s['started_at']}  {s['duration_s']:8.1f} s  "
+              f"{s['samples']:>7} samples  pen {s['pen_serial'] or '?'}"
+              + (f"  {miss} missing" if miss else ""))  # fmt: skip
+    if pen is None:
+        print(f"on the pen: {problem}")
+    else:
+        print("on the pen:")
+        if not pen:
+            print("  none")
+        for s in pen if isinstance(pen, list) else []:
+            if isinstance(s, dict):
+                print("  " + "  ".join(f"{k}={v}" for k, v in s.items()))
+            else:
+                print(f"  {s}")
+    if pen is None and not args.no_pen and args.port:
+        # The pen was asked for by --port/$PEN_PORT and did not answer: that is a failure.
+        raise CliError(f"the pen's sessions could not be read: {problem}")
+    return 0

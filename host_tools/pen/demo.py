@@ -1,0 +1,177 @@
+"""`make demo` (python -m pen.demo): the virtual pen driven through the `pen` commands.
+
+Starts a virtual pen (`pen sim`), then: handshake and status, homing, a quick depth
+calibration with the virtual gauge, a depth, arming and a new cartridge, the needle at a set
+stroke rate for a few seconds under skin load with live figures (the `pen log` engine), stop,
+and the session's summary and report PNG (`pen report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEST_SECRET_HEX = b"virtual-pen-test-secret-not-real".hex()  # the virtual pen's test secret
+
+
+def say(msg: str) -> None:
+    print(f"\n== {msg}", flush=True)
+
+
+def pen(*argv: str) -> int:
+    """Run one `pen` command in this process, as typed on the command line."""
+    from .cli import main
+
+    print("$ pen " + " ".join(argv), flush=True)
+    rc = main(list(argv))
+    if rc:
+        raise SystemExit(f"demo: `pen {' '.join(argv)}` failed (exit status {rc})")
+    return rc
+
+
+def start_sim(speed: int) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pen.cli", "sim", "--speed", str(speed)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    port = proc.stdout.readline().strip()
+    if not port.startswith("/dev/"):
+        proc.kill()
+        raise SystemExit("demo: the virtual pen did not start")
+    return proc, port
+
+
+def wait_status(link, ok, what: str, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = link.call("status")
+        if ok(st):
+            return st
+        if st.get("fault"):
+            raise SystemExit(f"demo: the pen faulted ({st['fault']}) while {what}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: timed out while {what} (state {st.get('state')})")
+        time.sleep(0.1)
+
+
+def home(port: str) -> None:
+    from .link import open_link
+
+    link = open_link(port)
+    try:
+        st = link.call("status")
+        if st.get("state") == "LOCKED" and not st.get("homed"):
+            print("$ (link) home", flush=True)
+            link.call("home")
+        t0 = time.monotonic()
+        st = wait_status(link, lambda s: s.get("homed") and s.get("state") == "READY", "homing")
+        print(f"homed in {time.monotonic() - t0:.1f} s: state {st['state']}, depth "
+              f"{st['depth_mm']:.3f} mm")  # fmt: skip
+    finally:
+        link.close()
+
+
+def run_session(port: str, out: Path, hz: int, depth: float, seconds: float, load: float):
+    """Arm, new cartridge, run under skin load with live figures, stop. Returns the session."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from . import logger as lg
+    from .commands.log import live_view
+    from .link import open_link
+    from .sim import ctl_command
+
+    db = lg.open_db(out / "telemetry.sqlite3")
+    link = open_link(port)
+    try:
+        wait_status(link, lambda s: s.get("homed") and s.get("state") == "READY", "homing")
+        print(f"$ (link) depth {depth:.2f}; arm; cartridge new", flush=True)
+        link.call(f"depth {depth:.2f}")
+        link.call("arm")
+        link.call("cartridge new")
+        wait_status(link, lambda s: s.get("depth_mm") is not None
+                    and abs(s["depth_mm"] - s["target_depth_mm"]) <= 0.002,
+                    "moving the depth stop")  # fmt: skip
+        logger = lg.TelemetryLogger(link, db, rate_hz=50, note="make demo")
+        sid = logger.start()
+        print(f"$ (link) run {hz}; after {seconds / 3:.1f} s: pen sim-ctl load {load}",
+              flush=True)  # fmt: skip
+        link.call(f"run {hz}")
+        t_load = logger.elapsed() + seconds / 3
+        t_end = logger.elapsed() + seconds
+        with Live(live_view(logger, t_end), console=Console(), refresh_per_second=4) as live:
+            while logger.elapsed() < t_end:
+                logger.pump(0.1)
+                if t_load is not None and logger.elapsed() >= t_load:
+                    ctl_command(port, f"load {load}")  # the needles meet the skin
+                    t_load = None
+                live.update(live_view(logger, t_end))
+            print("$ (link) stop", flush=True)
+            link.call("stop")
+            ctl_command(port, "load 0")
+            t_stop = time.monotonic() + 10
+            while time.monotonic() < t_stop:
+                logger.pump(0.1)
+                live.update(live_view(logger, None))
+                if logger.stats.last.get("state") not in ("RUNNING", "STOPPING"):
+                    break
+        stats = logger.finish()
+        link.call("disarm")
+        return sid, stats, db
+    finally:
+        link.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pen.demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="build/demo", help="folder for the database, reports")
+    ap.add_argument("--speed", type=int, default=1, help="virtual seconds per real second")
+    ap.add_argument("--seconds", type=float, default=5.0, help="how long the needle runs")
+    ap.add_argument("--hz", type=int, default=100, help="stroke rate")
+    ap.add_argument("--depth", type=float, default=1.0, help="depth in mm")
+    ap.add_argument("--no-calibrate", action="store_true", help="skip the quick calibration")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    say("starting the virtual pen")
+    proc, port = start_sim(args.speed)
+    print(f"virtual pen on {port}")
+    try:
+        say("handshake and status")
+        pen("--port", port, "status")
+        say("homing the depth axis (the pen homes by itself after boot)")
+        home(port)
+        if not args.no_calibrate:
+            say("quick depth calibration with the virtual gauge (pitch error, offset, backlash)")
+            with tempfile.NamedTemporaryFile("w", suffix=".key", delete=False) as f:
+                f.write(TEST_SECRET_HEX + "\n")
+            pen("--port", port, "calibrate", "depth", "--gauge", "virtual", "--points", "6",
+                "--repeats", "1", "--verify-step", "0.5", "--yes", "--secret-file", f.name,
+                "--report", str(out / "calibration"))  # fmt: skip
+        say(f"set a depth of {args.depth:.2f} mm")
+        pen("--port", port, "set", "depth_mm", f"{args.depth:.2f}")
+        say(f"arm, confirm a cartridge, run at {args.hz} Hz for {args.seconds:g} s under skin "
+            "load 0.8")  # fmt: skip
+        sid, stats, db = run_session(port, out, args.hz, args.depth, args.seconds, 0.8)
+        db.close()
+        print(f"session {sid}: {stats.samples} samples, {stats.missing} missing")
+        say("report")
+        pen("report", str(sid), "--db", str(out / "telemetry.sqlite3"), "--out",
+            str(out / f"session-{sid}.png"))  # fmt: skip
+        say(f"done in {time.monotonic() - t0:.0f} s; files in {out}/")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

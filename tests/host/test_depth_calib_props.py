@@ -1,0 +1,94 @@
+"""Property tests (hypothesis) of the depth calibration's integer maths, run under CPython on
+the pen's own module (firmware/calib.py with a stand-in `micropython.const`).
+
+DS-14: the limit's step, steps_at_most(limit), is never deeper than the limit on the
+table's exact piecewise-linear curve, and the next step is; so rounding can never put the stop
+beyond the limit. DS-30: steps_for_um / um_for_steps are monotonic and invert each other
+to within rounding."""
+
+import importlib
+import sys
+import types
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def calib():
+    fake_mp = types.ModuleType("micropython")
+    fake_mp.const = lambda v: v
+    saved = {k: sys.modules.get(k) for k in ("micropython", "firmware.calib", "firmware.errors")}
+    sys.modules["micropython"] = fake_mp
+    sys.path.insert(0, str(ROOT))
+    for k in ("firmware.calib", "firmware.errors"):
+        sys.modules.pop(k, None)
+    mod = importlib.import_module("firmware.calib")
+    yield mod
+    sys.path.remove(str(ROOT))
+    for k, v in saved.items():
+        if v is None:
+            sys.modules.pop(k, None)
+        else:
+            sys.modules[k] = v
+
+
+@st.composite
+def tables(draw):
+    n = draw(st.integers(2, 8))
+    s = draw(st.integers(-200, 100))
+    u = draw(st.integers(-300, 0))
+    flat = [s, u]
+    for _ in range(n - 1):
+        ds = draw(st.integers(20, 400))
+        du = draw(st.integers(ds, 5 * ds))  # slope 1..5 µm/step
+        if u + du > 6000 and len(flat) >= 4:
+            break  # the table's µm bound
+        s += ds
+        u += min(du, 6000 - u)
+        if u - flat[-1] < ds:  # clipped below the slope bound: drop the point
+            s -= ds
+            u = flat[-1]
+            break
+        flat += [s, u]
+    return flat
+
+
+def exact_um(flat, steps):
+    """The table's curve at a step, exactly (linear extrapolation outside)."""
+    s = flat[0::2]
+    u = flat[1::2]
+    i = 0
+    while i < len(s) - 2 and steps > s[i + 1]:
+        i += 1
+    return u[i] + Fraction(steps - s[i]) * (u[i + 1] - u[i]) / (s[i + 1] - s[i])
+
+
+@settings(max_examples=300, deadline=None)
+@given(flat=tables(), frac=st.floats(0, 1))
+def test_limit_step_never_beyond_the_limit(calib, flat, frac):
+    t = calib.CalibrationTable(flat)
+    um = int(t.min_um + frac * (t.max_um - t.min_um))
+    s = t.steps_at_most(um)
+    assert exact_um(flat, s) <= um
+    assert exact_um(flat, s + 1) > um
+    assert s <= t.steps_for_um(um)
+
+
+@settings(max_examples=200, deadline=None)
+@given(flat=tables())
+def test_conversions_monotonic_and_inverse(calib, flat):
+    t = calib.CalibrationTable(flat)
+    prev = None
+    for um in range(t.min_um, t.max_um + 1, max(1, (t.max_um - t.min_um) // 97)):
+        s = t.steps_for_um(um)
+        assert prev is None or s >= prev
+        prev = s
+        # one step is at most 5 µm: the round trip is within half a step plus rounding
+        assert abs(t.um_for_steps(s) - um) <= 3
+    assert calib.CalibrationTable.from_list(t.to_list()) == t

@@ -1,0 +1,208 @@
+"""Needle drive protections on the virtual pen: each side-channel fault of the virtual board
+(stall, runaway, sensor_loss, short, battery_low) is detected, puts the motor into the safe state
+(bridge outputs off), latches a fault code and refuses a start until cleared; over-current
+blanking at start-up; the I2t coil estimate; a battery that cannot hold the rate.
+
+Times are measured on the virtual clock from the moment the fault is injected to the moment
+the H-bridge's nSLEEP goes low."""
+
+import time
+
+import micropython
+from mphelp import SIM, check, info
+from needle_rig import Rig, fresh_board, sleep_pin, time_to_off_us
+
+from firmware import faults
+from firmware.needle import NeedleDrive
+
+
+def _running(hz, load=1.0, drive_cls=NeedleDrive):
+    r = Rig(drive_cls)
+    r.plant.load = load
+    check(r.drive.start(hz), "start")
+    r.run_ms(500)
+    check(r.drive.fault == faults.NONE and sleep_pin(), "healthy run before the fault")
+    return r
+
+
+def _inject_and_time(r, name, limit_ms):
+    check(r.pen.inject(name) == "ok")
+    t0_ms = time.ticks_ms()
+    dt = time_to_off_us(limit_ms * 1000)
+    d = r.drive
+    check(dt is not None, "%s: motor still on after %d ms" % (name, limit_ms))
+    check(not d.running and d.duty == 0 and not sleep_pin(), "safe state")
+    check(0 <= time.ticks_diff(d.fault_detect_ms, t0_ms) <= limit_ms, "fault_detect_ms")
+    return dt // 1000
+
+
+def _latched(r, code):
+    """The fault stays latched: a start is refused and the motor stays off."""
+    d = r.drive
+    check(d.fault == code, "fault %s, expected %s" % (faults.name(d.fault), faults.name(code)))
+    check(d.start(100) is False, "start over a latched fault")
+    r.run_ms(50)
+    check(not sleep_pin() and d.fault == code, "still off and latched")
+
+
+def test_stall_motor_off_within_50ms():
+    """ND-07, ND-13: a blocked rotor (no stroke edges while driven) switches the motor off within
+    50 ms at every rate, with and without skin load, and latches STALL."""
+    for hz in (50, 100, 150):
+        for load in (0.0, 1.0):
+            r = _running(hz, load)
+            ms = _inject_and_time(r, "stall", 50)
+            info("stall at %d Hz, load %.0f: off after %d ms" % (hz, load, ms))
+            _latched(r, faults.STALL)
+            fresh_board()
+
+
+def test_stall_at_start_within_start_timeout():
+    """ND-07, ND-13: a rotor jammed before the start never gives a stroke: STALL within the start
+    timeout, the motor off."""
+    r = Rig()
+    r.pen.inject("stall")
+    check(r.drive.start(100))
+    ms = time_to_off_us(NeedleDrive.START_TIMEOUT_MS * 1000 + 5000) // 1000
+    info("jammed at start: off after %d ms" % ms)
+    check(ms <= NeedleDrive.START_TIMEOUT_MS + 2, "off after %d ms" % ms)
+    _latched(r, faults.STALL)
+
+
+def test_sensor_loss_detected():
+    """ND-08, ND-13: hall edges missing while the current says the rotor turns (back-EMF): motor off
+    within 50 ms, SENSOR_LOSS latched (not taken for a stall)."""
+    for hz, load in ((50, 1.0), (150, 0.0)):
+        r = _running(hz, load)
+        ms = _inject_and_time(r, "sensor_loss", 50)
+        info("sensor loss at %d Hz: off after %d ms" % (hz, ms))
+        _latched(r, faults.SENSOR_LOSS)
+        fresh_board()
+
+
+def test_runaway_detected():
+    """ND-09, ND-10, ND-13: the bridge drives full voltage whatever the duty (a shorted
+    switch): at 100 and 150 Hz the rate runs far above target -> RUNAWAY within 50 ms. At 50 Hz
+    the full battery on the slow rotor first shows as a current no healthy winding draws at
+    that duty -> OVERCURRENT within 10 ms (ND-10). Either way: off and latched."""
+    for hz, code, limit in ((150, faults.RUNAWAY, 50), (100, faults.RUNAWAY, 50),
+                            (50, faults.OVERCURRENT, 10)):  # fmt: skip
+        r = _running(hz, 0.0)
+        ms = _inject_and_time(r, "runaway", limit)
+        info("runaway at %d Hz: %s after %d ms" % (hz, faults.name(r.drive.fault), ms))
+        _latched(r, code)
+        fresh_board()
+
+
+def test_short_is_overcurrent_within_10ms():
+    """ND-10, ND-13: a short across the motor terminals: OVERCURRENT latched, motor off within
+    10 ms, at low and high rate."""
+    for hz in (50, 150):
+        r = _running(hz, 1.0)
+        ms = _inject_and_time(r, "short", 10)
+        info("short at %d Hz: off after %d ms" % (hz, ms))
+        _latched(r, faults.OVERCURRENT)
+        fresh_board()
+
+
+def test_overcurrent_blanking_at_start():
+    """ND-10: the start-up current may exceed the over-current limit during the blanking
+    time without a fault; without the blanking the same start trips."""
+
+    class LowLimit(NeedleDrive):
+        OVERCURRENT_MA = 200  # below the start-up inrush (~310 mA), above the run (~30 mA)
+
+    class NoBlank(LowLimit):
+        OC_BLANK_MS = 0
+
+    r = Rig(LowLimit)
+    check(r.drive.start(50))
+    r.run_ms(400)
+    check(r.drive.fault == faults.NONE and r.drive.running, "blanked start tripped")
+    fresh_board()
+    r = Rig(NoBlank)
+    check(r.drive.start(50))
+    r.run_ms(100)
+    check(r.drive.fault != faults.NONE and not sleep_pin(), "unblanked start did not trip")
+
+
+def test_overheat_i2t():
+    """ND-11, ND-13: the I2t estimate of coil heating trips OVERHEAT on a long current above the
+    coil's continuous rating, not on a short one; it cools down while idle, and the fault can
+    only be cleared once it has."""
+
+    class Weak(NeedleDrive):
+        OVERHEAT_MA = 170  # a coil rated for 170 mA RMS: full skin load at 150 Hz is above
+        OVERHEAT_SHIFT = 8  # 2**8 updates of 4 ms: a 1 s time constant keeps the test short
+
+    r = _running(150, 1.0, Weak)
+    check(r.drive.heat < 1000, "not yet after 0.5 s")
+    t0 = SIM.now
+    ms = time_to_off_us(6_000_000) // 1000
+    info("overheat after %d ms more of full load at 150 Hz" % ms)
+    check(r.drive.fault == faults.OVERHEAT, "fault %s" % faults.name(r.drive.fault))
+    check(ms > 100, "I2t is slow: %d ms" % ms)
+    check(r.drive.clear_fault() is False, "cleared while hot")
+    r.run_ms(3000)  # cool down (3 time constants)
+    check(r.drive.heat < Weak.OVERHEAT_CLEAR_PERMILLE, "cooled: %d" % r.drive.heat)
+    check(r.drive.clear_fault() is True and r.drive.fault == faults.NONE, "clear when cool")
+    check(SIM.now - t0 > 0)
+
+
+def test_battery_low_detected_and_cleared():
+    """ND-12, ND-13: a battery sagging below its minimum while running: BATTERY_LOW within 150 ms,
+    motor off; the fault cannot be cleared while the battery is low; once it is back, it
+    clears and the drive starts again. A start on a low battery is refused and latches it."""
+    r = _running(100, 1.0)
+    ms = _inject_and_time(r, "battery_low", 150)
+    info("battery low at 100 Hz: off after %d ms" % ms)
+    _latched(r, faults.BATTERY_LOW)
+    check(r.drive.clear_fault() is False, "cleared with the battery still low")
+    r.pen.inject("none")
+    r.run_ms(NeedleDrive.STANDSTILL_MS + 700)  # the rotor coasts down, then stands
+    check(r.drive.clear_fault() is True and r.drive.fault == faults.NONE, "clear")
+    check(r.drive.start(100) is True, "restart after clear")
+    r.run_ms(300)
+    check(r.drive.running and r.drive.fault == faults.NONE, "running again")
+    r.drive.kill()
+    r.pen.inject("battery_low")
+    r.run_ms(20)
+    check(r.drive.start(100) is False and r.drive.fault == faults.BATTERY_LOW,
+          "start on a flat battery")  # fmt: skip
+    check(not sleep_pin(), "never driven")
+
+
+def test_cannot_hold_rate_is_battery_low():
+    """ND-12: duty pinned at its maximum while the rate stays more than 5 % short (the battery
+    cannot hold the rate): BATTERY_LOW after HOLD_MS, motor off."""
+
+    class Headroom(NeedleDrive):
+        DUTY_MAX = 30000  # as if the battery gave only ~46 % of what the rate needs
+
+    r = Rig(Headroom)
+    r.plant.load = 1.0
+    check(r.drive.start(150))
+    ms = time_to_off_us(1_500_000) // 1000
+    info("cannot hold 150 Hz: off after %d ms" % ms)
+    check(r.drive.fault == faults.BATTERY_LOW, "fault %s" % faults.name(r.drive.fault))
+    check(ms >= Headroom.HOLD_MS, "not before HOLD_MS (%d ms)" % ms)
+
+
+def test_clear_refused_while_the_rotor_turns_and_kill_is_allocation_free():
+    """ND-13, ND-14: kill() switches the bridge off at once from a heap-locked context (as from
+    an IRQ); a latched fault cannot be cleared while the rotor still turns (strokes within
+    STANDSTILL_MS), and can once it stands."""
+    r = _running(150, 0.0)
+    micropython.heap_lock()
+    try:
+        r.drive.kill()
+    finally:
+        micropython.heap_unlock()
+    check(not sleep_pin() and not r.drive.running, "kill: off at once")
+    r.drive.fault = faults.RUNAWAY  # latched by a protection
+    r.run_ms(5)
+    check(r.drive.rate_mhz > 0, "still coasting")
+    check(r.drive.clear_fault() is False, "cleared while turning")
+    r.run_ms(1500)
+    check(r.plant.stroke_hz() == 0, "stands")
+    check(r.drive.clear_fault() is True and r.drive.start(100) is True, "clear, then start")

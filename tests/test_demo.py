@@ -1,0 +1,31 @@
+"""`make demo` (python -m pen.demo) end to end: the virtual pen driven through the host tools."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    """HT-50: the demo boots the virtual pen, handshakes, homes, calibrates, sets a depth, arms,
+    confirms a cartridge, runs the needle under skin load with live figures, stops, and prints
+    the session's summary and report PNG -- in well under a minute."""
+    res = subprocess.run(
+        [sys.executable, "-m", "pen.demo", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = res.stdout
+    assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
+    for step in ("$ pen --port", "status", "homed in", "calibration accepted", "set depth_mm",
+                 "arm; cartridge new", "run 100", "sim-ctl load 0.8", "stop", "$ pen report",
+                 "passes: 1", "strokes:", "faults: none"):  # fmt: skip
+        assert step in out, step
+    assert " 0 missing" in out
+    pngs = sorted(p.name for p in tmp_path.glob("session-*.png"))
+    assert len(pngs) == 1 and (tmp_path / pngs[0]).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "calibration" / "calibration.png").exists()
+    done = [line for line in out.splitlines() if line.startswith("== done in ")]
+    assert done and int(done[0].split()[3]) < 60, done
