@@ -18,7 +18,10 @@ ahead (the host sees the gap in `seq` and fetches it with `telemetry fetch`).
 
 Sampling: while the stream is on (`telemetry on [HZ]`, any state) at its rate, else while the
 needle motor runs at the `telemetry_hz` setting, one sample per period on a drift-free schedule,
-into app.telemetry; each sample comes from app.pen.status().
+into app.telemetry. Each sample comes from app.pen.telemetry_into(buf) if the facade has it
+(fills an array('i', 9) with state code (firmware/telemetry.py STATES), stroke rate in 0.1 Hz,
+target Hz, duty_u16, depth µm, target depth µm, current mA, battery mV, fault code: no garbage
+200 times a second), else from app.pen.status().
 
 For the application: `SerialService(app, serial)`, `await service.run()`; `service.event(d)`
 sends `~E {json}` (register it as a pen listener); `service.set_stream(hz)`.
@@ -114,6 +117,7 @@ class SerialService:
         self.stream_hz = 0
         self._cursor = 0
         self._v = array("i", bytes(4 * 11))
+        self._tv = array("i", bytes(4 * 9))
         self.replies = 0
         self.dropped_replies = 0
         self.dropped_unsolicited = 0
@@ -174,7 +178,7 @@ class SerialService:
         if self._broken:
             s.write(b"\n")
             self._broken = False
-        s.write((text + "\n").encode())
+        s.write(text + "\n")  # a str is a buffer of its UTF-8 bytes in MicroPython
         return True
 
     def _flush_outbox(self):
@@ -194,7 +198,7 @@ class SerialService:
                 while not self.serial.writable():
                     if time.ticks_diff(time.ticks_ms(), t0) > REPLY_WAIT_MS:
                         self.dropped_replies += 1
-                        self._broken = written
+                        self._broken = self._broken or written
                         return False
                     self._pump()
                     await asyncio.sleep_ms(_POLL_MS)
@@ -252,11 +256,18 @@ class SerialService:
 
     def _take(self, t, hz):
         pen = getattr(self.app, "pen", None)
+        tm = self.app.telemetry
         try:
+            fill = getattr(pen, "telemetry_into", None)
+            if fill is not None:
+                v = self._tv
+                fill(v)  # ints only: no status dict 200 times a second
+                tm.record(t, hz, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
+                return
             st = pen.status() if pen is not None else self.app.status()
         except Exception:  # noqa: BLE001 -- no sample this period
             return
-        self.app.telemetry.record_status(st, t, hz)
+        tm.record_status(st, t, hz)
 
     def _stream(self):
         tm = self.app.telemetry

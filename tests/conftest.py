@@ -28,10 +28,10 @@ def micropython_binary() -> str:
     return str(cand) if cand.exists() else "micropython"
 
 
-def run_micropython(module: str, test: str, timeout: float) -> subprocess.CompletedProcess:
+def run_micropython(module: str, test: str, timeout: float, heap: str = HEAP):
     env = dict(os.environ, MICROPYPATH="")
     return subprocess.run(
-        [micropython_binary(), "-X", f"heapsize={HEAP}", str(MP_DIR / "runner.py"), module, test],
+        [micropython_binary(), "-X", f"heapsize={heap}", str(MP_DIR / "runner.py"), module, test],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -45,13 +45,17 @@ class MpFile(pytest.File):
         src = self.path.read_text()
         m = re.search(r"^# mp-timeout: (\d+)", src, re.M)
         timeout = int(m.group(1)) if m else DEFAULT_TIMEOUT
+        # A module that runs the whole application holds the simulator and the application's
+        # bytecode besides the firmware's data: it names the virtual pen's heap (pen.sim.HEAP).
+        m = re.search(r"^# mp-heap: (\d+K)", src, re.M)
+        heap = m.group(1) if m else HEAP
         tree = ast.parse(src)
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 doc = ast.get_docstring(node) or ""
                 yield MpItem.from_parent(
                     self, name=f"[micropython]{node.name}", fn=node.name, timeout=timeout,
-                    doc=doc,
+                    doc=doc, heap=heap,
                 )  # fmt: skip
 
 
@@ -60,16 +64,17 @@ class MpError(Exception):
 
 
 class MpItem(pytest.Item):
-    def __init__(self, *, fn: str, timeout: int, doc: str, **kw):
+    def __init__(self, *, fn: str, timeout: int, doc: str, heap: str = HEAP, **kw):
         super().__init__(**kw)
         self.fn = fn
+        self.heap = heap
         self.timeout = timeout
         self.doc = doc
 
     def runtest(self):
         module = self.path.stem
         try:
-            res = run_micropython(module, self.fn, self.timeout)
+            res = run_micropython(module, self.fn, self.timeout, self.heap)
         except subprocess.TimeoutExpired as exc:
             raise MpError(f"timed out after {self.timeout}s\n{exc.stdout or ''}") from None
         out = res.stdout + res.stderr

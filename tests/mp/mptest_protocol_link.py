@@ -254,3 +254,26 @@ def test_a_stalled_host_gets_a_gap_then_backfills_it():
         port.count, port.fetched, len(missing)))  # fmt: skip
     check(not missing, "missing %r" % missing[:5])
     check(svc.gaps >= 1)
+
+
+def test_samples_from_the_facades_integer_fast_path():
+    """TM-14: a facade with telemetry_into(buf) fills the sample as ints (no status dict per
+    sample); the ring and the stream carry exactly those values."""
+    app, port, svc = _service()
+
+    def fill(v):
+        v[0], v[1], v[2], v[3], v[4] = 5, 1234, 120, 3200, 1500
+        v[5], v[6], v[7], v[8] = 1500, 300, 3750, 0
+
+    app.pen.telemetry_into = fill
+
+    async def driver():
+        port.send(b"telemetry on 200\n")
+        await asyncio.sleep_ms(200)
+
+    _run(svc, driver)
+    check(port.count >= 39, "samples %d" % port.count)
+    s = app.fetch("telemetry fetch %d 1" % port.first)[0]
+    check(s["state"] == "RUNNING" and s["stroke_hz"] == 123.4 and s["target_hz"] == 120, repr(s))
+    check(s["duty"] == 3200 and s["depth_mm"] == 1.5 and s["current_ma"] == 300)
+    check(s["battery_mv"] == 3750 and s["fault"] == 0)
