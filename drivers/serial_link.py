@@ -41,19 +41,6 @@ class SerialLink:
             n += 1
         return n
 
-    def read_ready(self, buf, limit):
-        """Append up to `limit` ready bytes to bytearray `buf`; return the count."""
-        n = 0
-        b1 = self._b1
-        while n < limit and self._pin.poll(0):
-            if not self._in.readinto(b1):
-                break
-            if b1[0] == _CTRL_C:
-                raise KeyboardInterrupt
-            buf.append(b1[0])
-            n += 1
-        return n
-
     def poller_object(self):
         return self._in
 

@@ -29,6 +29,7 @@ from array import array
 
 from firmware import errors as E
 from firmware.errors import Refused
+from firmware.schema import digits
 from firmware.settings import fmt_mm, parse_int, schema_hash
 from firmware.version import FIRMWARE_VERSION, PROTOCOL_VERSION
 
@@ -61,15 +62,6 @@ def error(code, message=None):
     if "\n" in msg or "\r" in msg:
         msg = msg.replace("\n", " ").replace("\r", " ")
     return "error:%d %s" % (code, msg)
-
-
-def _digits(s):
-    if not s:
-        return False
-    for c in s:
-        if c < "0" or c > "9":
-            return False
-    return True
 
 
 def _word(s):
@@ -152,7 +144,7 @@ class Protocol:
         if text[:1] == "#":
             sp = text.find(" ")
             num = text[1:sp] if sp > 0 else text[1:]
-            if not (len(num) <= 9 and _digits(num)):
+            if not (len(num) <= 9 and digits(num)):
                 return error(E.BAD_LINE, "bad tag: #N (up to 9 digits) then a space")
             tag = "#" + num + " "
             text = text[sp + 1 :] if sp > 0 else ""

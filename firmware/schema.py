@@ -103,7 +103,8 @@ def fmt_mm(um):
     return "%s%d.%02d" % (sign, um // 1000, (um % 1000) // 10)
 
 
-def _digits(s):
+def digits(s):
+    """True for a non-empty string of ASCII digits."""
     if not s:
         return False
     for c in s:
@@ -115,7 +116,7 @@ def _digits(s):
 def parse_int(text):
     """Strict decimal integer: optional '-', 1..10 ASCII digits. ValueError otherwise."""
     s = text[1:] if text[:1] == "-" else text
-    if len(s) > 10 or not _digits(s):
+    if len(s) > 10 or not digits(s):
         raise ValueError("not an integer: " + text[:20])
     v = int(s)
     return -v if text[:1] == "-" else v
@@ -127,10 +128,10 @@ def parse_mm(text):
     neg = text[:1] == "-"
     s = text[1:] if neg else text
     whole, dot, frac = s.partition(".")
-    if len(whole) > 4 or not _digits(whole) or (dot and (not frac or len(frac) > 6)):
+    if len(whole) > 4 or not digits(whole) or (dot and (not frac or len(frac) > 6)):
         raise ValueError("not a depth in mm: " + text[:20])
     if frac:
-        if not _digits(frac) or (len(frac) > 3 and frac[3:] != "0" * (len(frac) - 3)):
+        if not digits(frac) or (len(frac) > 3 and frac[3:] != "0" * (len(frac) - 3)):
             raise ValueError("depth finer than 0.001 mm: " + text[:20])
         frac = (frac + "00")[:3]
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,34 @@ def micropython_binary() -> str:
     return str(cand) if cand.exists() else "micropython"
 
 
+MPY_DIR = ROOT / "build" / "mp-test"
+_compiled = False
+
+
+def compile_pen_files():
+    """Compile the pen's files to .mpy once per run, as `pen deploy` puts them on the pen: the
+    firmware tests then import bytecode, not source, so the 190 KB heap holds what the pen's
+    would (compiling a large module from source needs far more transient heap than running
+    it). Bytecode only (no -march): it runs on the unix port as on the RP2040."""
+    global _compiled
+    if _compiled:
+        return
+    from pen import paths
+    from pen.deploy import mpy_cross_binary
+
+    if MPY_DIR.exists():
+        shutil.rmtree(MPY_DIR)
+    for rel in paths.pen_source_files(ROOT):
+        if rel.parent == Path("."):
+            continue  # boot.py / main.py run from source on the pen too
+        out = MPY_DIR / rel.with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([mpy_cross_binary(), "-o", str(out), str(rel)], cwd=ROOT, check=True)
+    _compiled = True
+
+
 def run_micropython(module: str, test: str, timeout: float, heap: str = HEAP):
+    compile_pen_files()
     env = dict(os.environ, MICROPYPATH="")
     return subprocess.run(
         [micropython_binary(), "-X", f"heapsize={heap}", str(MP_DIR / "runner.py"), module, test],
@@ -156,3 +184,17 @@ def vpen_factory():
     yield make
     for p in made:
         p.close()
+
+
+class _NotPython(pytest.File):
+    """MicroPython test modules are never imported by CPython (named on the command line,
+    pytest would otherwise try): MpFile runs them."""
+
+    def collect(self):
+        return []
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent):
+    if module_path.parent == MP_DIR:
+        return _NotPython.from_parent(parent, path=module_path)
+    return None

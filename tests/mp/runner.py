@@ -3,7 +3,9 @@
 # (cwd = the repository root). Prints @@PASS, or the traceback and @@FAIL.
 import sys
 
-sys.path[:] = ["", "tests/mp", "sim", ".frozen"]
+# The pen's modules as compiled bytecode (tests/conftest.py builds build/mp-test/), as on the
+# pen; the sources' folder after it for the simulator and the test modules.
+sys.path[:] = ["build/mp-test", "", "tests/mp", "sim", ".frozen"]
 
 # The virtual board goes in before the test module imports machine, rp2, time or select.
 import simrt  # noqa: E402
