@@ -113,6 +113,34 @@ def main():
           % (out["err_cal_worst_um"], out["err_cal_rms_um"], out["calibration_points"]))
     print("  steps missed by the motor            %5d" % out["missed_steps"])
     print(json.dumps(out))
+    emit_figures(out)
+
+
+def emit_figures(out):
+    """The figures as BENCH lines (bench/benchlib.py) for `make bench`."""
+    sweep = "every 0.1 mm (0.05 mm calibrated) of 0..3 mm, from above and below, dial gauge " \
+            "of the plant (pitch error, offset, backlash, bow), virtual clock"  # fmt: skip
+    figs = (
+        ("Depth error before calibration, worst", out["err_uncal_worst_um"], "um", sweep),
+        ("Depth error before calibration, rms", out["err_uncal_rms_um"], "um", sweep),
+        ("Depth error after calibration, worst", out["err_cal_worst_um"], "um",
+         sweep + "; %d-point table fitted from the gauge" % out["calibration_points"]),
+        ("Depth error after calibration, rms", out["err_cal_rms_um"], "um", sweep),
+        ("Homing time from the far end of the travel", out["home_ms_far_end"], "ms",
+         "virtual clock, axis polled every 1 ms"),
+        ("Re-home time, mean of 50", out["rehome_ms_mean"], "ms", "from 0.3..2.9 mm"),
+        ("Re-home time, longest of 50", out["rehome_ms_max"], "ms", "from 0.3..2.9 mm"),
+        ("Homing repeatability, sd over 50 homes", out["home_repeat_sd_um"], "um",
+         "gauge at 1.00 mm after each home"),
+        ("Homing repeatability, range over 50 homes", out["home_repeat_range_um"], "um",
+         "gauge at 1.00 mm after each home"),
+        ("Full-range move 0 -> 3.0 mm", out["full_range_out_ms"], "ms", "virtual clock"),
+        ("Full-range move 3.0 -> 0 mm", out["full_range_in_ms"], "ms", "virtual clock"),
+        ("Steps missed by the motor", out["missed_steps"], "steps", "plant's count"),
+    )
+    for figure, value, unit, how in figs:
+        print("BENCH " + json.dumps({"figure": figure, "value": value, "unit": unit,
+                                      "how": how}))  # fmt: skip
 
 
 main()

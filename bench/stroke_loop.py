@@ -80,8 +80,38 @@ def main() -> int:
           f"micropython.heap_lock() without MemoryError; heap unlocked, "
           f"{t['alloc_bytes']} bytes over {t['alloc_ticks']} ticks "
           f"= {t['alloc_bytes'] / t['alloc_ticks']:.0f} bytes/tick")
+    emit_figures(rows, t, est, ratio)
     ok = all(r["closed"]["fault"] == 0 for r in rows) and t["alloc_bytes"] == 0
     return 0 if ok else 1
+
+
+def emit_figures(rows, t, est, ratio) -> None:
+    """The figures as BENCH lines (bench/benchlib.py) for `make bench`."""
+    from benchlib import emit
+
+    how = ("mean stroke rate over 500 ms after a none -> full skin-load step (plant's cam "
+           "turns), virtual pen in the micropython binary")
+    for r in rows:
+        hz = r["hz"]
+        emit(f"Stroke rate error under full load at {hz} Hz, closed loop",
+             round(r["closed"]["err_load"], 2), "%", how)
+        emit(f"Stroke rate error under full load at {hz} Hz, open loop (fixed duty)",
+             round(r["open"]["err_load"], 2), "%",
+             how + "; the duty the closed loop settled on without load, held")
+        rec = r["closed"]["recovery_ms"]
+        emit(f"Recovery to +-3 % after the load step at {hz} Hz, closed loop",
+             "never" if rec is None else rec, "ms", "last stroke outside +-3 % after the step")
+    emit("Control tick, firmware logic (unix port)", round(t["logic_us"], 2), "us",
+         "NeedleDrive.tick() on drivers that answer at once, heap locked, least of 3 runs")
+    emit("Control tick on the RP2040, estimate (x190 from the unix port)", round(est), "us",
+         "logic time x190 (the reference's RP2040/unix ratio, bench/stroke_loop.py); of the "
+         "1000 us tick period")
+    emit("Control tick on the RP2040, estimate (vs a reference PI tick)",
+         round(ratio * RP2040_REF_US), "us",
+         "logic time / a 12-line PI tick timed alongside, x 41 us (that tick on the RP2040)")
+    emit("Allocations per control tick", t["alloc_bytes"] / t["alloc_ticks"], "bytes",
+         f"gc.mem_alloc() over {t['alloc_ticks']} ticks, heap unlocked; and "
+         f"{t['locked_ticks']} ticks on the virtual pen under micropython.heap_lock()")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class App:
         # persistence); the settings' change callback then moves the pen.
         self.pen.store_setting = self._store_setting
         self.pen.depth_range = s.depth_range_um
+        self.pen.preset_names = s.presets
         s.on_change(self._on_setting)
         self.auth = Auth()
         self.ui = UI(self.pen, board.buttons.read, board.buzzer)
@@ -70,8 +71,8 @@ class App:
         """The drive's own check at start(): only the state machine's run() may start it."""
         return self.pen.state == ARMED and self.depth.homed and not self.depth.busy
 
-    def _store_setting(self, key, value):
-        self.settings.update(key, value, running=self.needle.running)
+    def _store_setting(self, key, value, override=False):
+        self.settings.update(key, value, running=self.needle.running, override=override)
 
     def _on_setting(self, key, value):
         """A setting is about to change (protocol `set`, a preset, a button): apply it to the

@@ -67,6 +67,8 @@ EV_CLEAR = const(3)  # arg = fault code cleared
 EV_LIMIT = const(4)  # arg = 1 depth max, 2 depth min, 3 rate max, 4 rate min
 EV_CARTRIDGE = const(5)  # arg = 1 new, 2 warn, 3 limit (spent)
 EV_REFUSED = const(6)  # arg = error code
+EV_OVERRIDE = const(7)  # arg = the new depth target in 10 µm (outside the preset's range)
+EV_PRESET = const(8)  # arg = index of the preset selected by the buttons (sorted names)
 
 _LOG_N = const(32)
 
@@ -116,10 +118,15 @@ class Pen:
         self._log = array("i", bytes(8 * _LOG_N))  # (t_ms, code << 16 | arg) pairs
         self._log_n = 0
         # Optional hooks (the app wires the settings in): button changes are stored through
-        # store_setting(key, internal value), whose change callback then calls set_depth_um /
-        # set_rate_hz; depth_range() -> (lo, hi) µm allowed now (an active preset's range).
+        # store_setting(key, internal value, override=False), whose change callback then calls
+        # set_depth_um / set_rate_hz; depth_range() -> (lo, hi) µm allowed now (an active
+        # preset's range; the range after a change while it is being applied);
+        # preset_names() -> the stored presets' names, sorted.
         self.store_setting = None
         self.depth_range = None
+        self.preset_names = None
+        self._by = "serial"  # who is changing the depth: "button" inside step_depth
+        self._last_override = None  # (to_um, by) of the newest override
 
     # -- configuration ----------------------------------------------------------------------
     def _cfg(self, key, default):
@@ -329,9 +336,64 @@ class Pen:
         if um < 0 or um > lim:
             self._limit(1 if um > lim else 2)
             self.refuse(E.OUT_OF_RANGE, "depth 0..%d.%02d mm" % (lim // 1000, lim % 1000 // 10))
+        frm = self.target_um
         self.depth.move_to_um(um)
         self.target_um = um
         self._emit({"event": "depth", "target_depth_mm": um / 1000, "why": why})
+        self._check_override(frm, um, self._by)
+
+    # -- presets -----------------------------------------------------------------------------
+    def preset(self):
+        """The active preset's name, or None."""
+        name = self._cfg("preset.active", "none")
+        return None if name == "none" else name
+
+    def _outside_preset(self, um):
+        if self.depth_range is None or self.preset() is None:
+            return False
+        lo, hi = self.depth_range()
+        return um < lo or um > hi
+
+    def _check_override(self, frm, um, by):
+        """A target outside the active preset's range got there by a deliberate override (the
+        settings refuse it otherwise): record it in the event log, the session and a `~E`."""
+        if not self._outside_preset(um):
+            return
+        name = self.preset()
+        self._last_override = (um, by)
+        self._record(EV_OVERRIDE, um // 10)
+        if self.sessions is not None:
+            self.sessions.add_override(frm, um, by, name, self._ms())
+            self._commit()
+        self._emit({"event": "override", "what": "depth", "from_mm": frm / 1000,
+                    "to_mm": um / 1000, "preset": name, "by": by})  # fmt: skip
+
+    def next_preset(self):
+        """The buttons' preset selection (READY only): the next stored preset by name, after
+        the active one, wrapping round; presets that cannot be selected are skipped. Loads the
+        preset's default depth and stroke rate. Never `none`. Returns the name."""
+        self._wake()
+        self._check_depth_change()
+        if self.state != READY:
+            self.refuse(E.BUSY, "disarm first")
+        names = self.preset_names() if self.preset_names is not None else ()
+        if not names or self.store_setting is None:
+            self.refuse(E.NOT_FOUND, "no presets")
+        cur = self.preset()
+        first = names.index(cur) + 1 if cur in names else 0
+        for k in range(len(names)):
+            i = (first + k) % len(names)
+            try:
+                self.store_setting("preset.active", names[i])
+            except Refused:
+                continue  # incomplete, or outside the depth limit / rate range: skip it
+            self._record(EV_PRESET, i)
+            lo, hi = self.depth_bounds()
+            self._emit({"event": "preset", "preset": names[i], "depth_min_mm": lo / 1000,
+                        "depth_max_mm": hi / 1000, "target_depth_mm": self.target_um / 1000,
+                        "target_hz": self.rate_mhz // 1000, "by": "button"})  # fmt: skip
+            return names[i]
+        self.refuse(E.PRESET_RANGE, "no preset can be selected")
 
     def _check_depth_change(self):
         self._check_not_fault()
@@ -343,26 +405,46 @@ class Pen:
         if s == SERVICE:
             self.refuse(E.BUSY, "service state")
 
-    def step_depth(self, direction):
-        """One plus/minus step; stops at 0 and at the limit (feedback: a `limit` event).
-        Returns 1 if the target moved, 2 if it moved onto the limit, 0 if it was there."""
+    def step_depth(self, direction, override=False):
+        """One plus/minus step; stops at 0, at the limit and at an active preset's range
+        (feedback: a `limit` event, `"preset": true` at the preset's bound). A target outside
+        the range (after an override) steps back to the range's nearest bound, never further
+        out. With `override`: one step beyond the preset's bound (never beyond 0 or the
+        limit), recorded as an override. Returns 1 if the target moved, 2 if it moved onto a
+        bound, 0 if it was there."""
         lo, hi = self.depth_bounds()
+        lim = self.limit_um()
         cur = self.target_um
-        new = cur + self.step_um() * (1 if direction > 0 else -1)
-        if new > hi:
-            new = hi
-        if new < lo:
-            new = lo
-        if new == cur:
-            self._limit(1 if direction > 0 else 2)
-            return 0
-        if self.store_setting is not None:
-            self._check_depth_change()
-            self.store_setting("depth_mm", new)
+        up = direction > 0
+        step = self.step_um()
+        if override:
+            lo, hi = 0, lim
+        if up:
+            new = hi if cur + step > hi else cur + step
+            new = lo if new < lo else new
+            if cur >= hi:
+                new = cur
         else:
-            self.set_depth_um(new, "button")
+            new = lo if cur - step < lo else cur - step
+            new = hi if new > hi else new
+            if cur <= lo:
+                new = cur
+        which = 1 if up else 2
+        at_preset = not override and (hi < lim if up else lo > 0)
+        if new == cur:
+            self._limit(which, at_preset)
+            return 0
+        self._by = "button"
+        try:
+            if self.store_setting is not None:
+                self._check_depth_change()
+                self.store_setting("depth_mm", new, override)
+            else:
+                self.set_depth_um(new, "button")
+        finally:
+            self._by = "serial"
         if new == hi or new == lo:
-            self._limit(1 if direction > 0 else 2)
+            self._limit(which, at_preset)
             return 2
         return 1
 
@@ -374,10 +456,10 @@ class Pen:
         lo, hi = self.depth_range()
         return lo, (hi if hi < lim else lim)
 
-    def _limit(self, which):
+    def _limit(self, which, preset=False):
         self._record(EV_LIMIT, which)
         self._emit({"event": "limit", "what": ("", "depth_max", "depth_min", "rate_max",
-                                               "rate_min")[which]})  # fmt: skip
+                                               "rate_min")[which], "preset": preset})  # fmt: skip
 
     def _set_rate(self, mhz):
         self.rate_mhz = mhz
@@ -438,6 +520,14 @@ class Pen:
         self._cart_base = 0
         self._record(EV_CARTRIDGE, 1)
         self._emit({"event": "cartridge", "what": "new", "cartridge": self.cartridge})
+        t = self.target_um
+        if self.sessions is not None and self._outside_preset(t):
+            # A target left outside the preset's range before this session (an override
+            # made earlier, or stored settings after a reboot): the session records it.
+            lo, hi = self.depth_range()
+            last = self._last_override
+            by = last[1] if last is not None and last[0] == t else "before"
+            self.sessions.add_override(hi if t > hi else lo, t, by, self.preset(), self._ms())
         return self.cartridge
 
     def clear_fault(self):
@@ -528,7 +618,7 @@ class Pen:
         self._cart_strokes0 = self.needle.strokes
         if self.sessions is not None:
             self.sessions.pass_begin(self.target_um, self.rate_mhz, self.needle.strokes,
-                                     self._ms())  # fmt: skip
+                                     self._ms(), self.preset())  # fmt: skip
 
     def _pass_end(self):
         done = self.needle.strokes - self._cart_strokes0
@@ -543,7 +633,8 @@ class Pen:
         if self.sessions is not None and not self.needle.running:
             try:
                 self.sessions.commit()
-            except OSError as e:
+            except (OSError, ValueError, MemoryError) as e:
+                # A record that cannot be written (flash, size, memory) never stops the pen.
                 self._emit({"event": "storage", "error": str(e)})
 
     def _cartridge_check(self):

@@ -6,13 +6,20 @@ strokes, faults) is what `session get N` / `session summary last` return; its JS
 `pen.records.summary` checks on the host:
 
     {"id": 7, "pen_session": "7", "cartridge": 7, "start": "2026-03-01T10:02:00",
-     "duration_s": 745.0, "strokes": 21600,
+     "duration_s": 745.0, "strokes": 21600, "preset": "acne_scars_cheeks",
      "passes": [{"depth_mm": 1.5, "stroke_hz": 120, "strokes": 21600, "duration_s": 180.0,
                  "start_s": 12.5}],
-     "faults": [{"code": "stall", "at_s": 312.5}]}
+     "faults": [{"code": "stall", "at_s": 312.5}],
+     "overrides": [{"kind": "depth", "from_mm": 2.5, "to_mm": 2.55, "at_s": 200.1,
+                    "by": "button", "preset": "acne_scars_cheeks"}]}
 
 A pass is one stretch of needle running at one depth and one stroke rate (a rate change while
-running starts a new pass record).
+running starts a new pass record). `preset` is the preset active when the first pass began
+(null: none). `overrides` lists every time the depth target left the active preset's range (what,
+from, to, when, by whom: `button` or `serial`), at most `max_overrides` of them (later ones
+are counted in `overrides_not_itemised`); a target already outside the range when the session
+begins is listed at its start (from the range's bound; by `before` when its source is unknown,
+e.g. after a reboot).
 
 The record log (`RecordLog`) survives power loss: records are only ever appended, each framed
 as  b"SR" | length (2 bytes, little-endian) | payload | CRC-32 of length+payload (4 bytes),
@@ -174,6 +181,7 @@ class Sessions:
 
     max_passes = 24  # passes kept per summary (later ones are counted, not itemised)
     max_faults = 8
+    max_overrides = 6  # with 24 passes and 8 faults the summary stays under _MAX_RECORD
 
     def __init__(self, log, clock=None, wallclock=None):
         self.log = log
@@ -202,8 +210,10 @@ class Sessions:
             "start": iso(self._wall()),
             "duration_s": 0.0,
             "strokes": 0,
+            "preset": None,
             "passes": [],
             "faults": [],
+            "overrides": [],
         }
         self._t0 = self._ms()
         self._pass = None
@@ -213,8 +223,11 @@ class Sessions:
     def _at_s(self, t_ms):
         return round(time.ticks_diff(t_ms, self._t0) / 1000, 3)
 
-    def pass_begin(self, depth_um, rate_mhz, strokes, t_ms):
-        if self.current is not None:
+    def pass_begin(self, depth_um, rate_mhz, strokes, t_ms, preset=None):
+        cur = self.current
+        if cur is not None:
+            if not cur["passes"] and cur["preset"] is None:
+                cur["preset"] = preset
             self._pass = (t_ms, depth_um, rate_mhz, strokes)
 
     def pass_end(self, strokes, t_ms):
@@ -246,6 +259,19 @@ class Sessions:
             return
         if len(cur["faults"]) < self.max_faults:
             cur["faults"].append({"code": name, "at_s": self._at_s(t_ms)})
+        self._dirty = True
+
+    def add_override(self, from_um, to_um, by, preset, t_ms):
+        """The depth target left the active preset's range (recorded in the open session)."""
+        cur = self.current
+        if cur is None:
+            return
+        ov = cur["overrides"]
+        if len(ov) < self.max_overrides:
+            ov.append({"kind": "depth", "from_mm": from_um / 1000, "to_mm": to_um / 1000,
+                       "at_s": self._at_s(t_ms), "by": by, "preset": preset})  # fmt: skip
+        else:
+            cur["overrides_not_itemised"] = cur.get("overrides_not_itemised", 0) + 1
         self._dirty = True
 
     def commit(self):

@@ -5,7 +5,9 @@ default <= max <= the depth limit, stroke_hz within stroke_hz_min..max) when it 
 with `preset.active NAME`, which then loads its default depth and stroke rate. Editing a field of
 the active preset deselects it (`preset.active` becomes "none"); the host selects it again after
 sending all its fields. While a preset is active, `depth_mm` must stay inside its range unless
-the change is an explicit override.
+the change is an explicit override. The buttons (`update`) may select a stored preset without
+the unlock: choosing among the clinic's presets is everyday use, while their numbers, `none`
+(no range at all) and every other protected setting still need it.
 
 Cross-setting rules (always true of the stored set): depth_mm <= depth_limit_mm;
 stroke_hz_min <= stroke_hz <= stroke_hz_max; an active preset is valid. A change that would break
@@ -22,7 +24,8 @@ Use by the application:
     s.raw(key)                          # internal value (µm for mm)
     s.update(key, value, running=..)    # internal value from firmware (buttons): same checks
     s.flush()                           # persist pending changes (call while stopped)
-    s.depth_range_um()                  # (lo, hi) allowed for depth_mm now (preset, limit)
+    s.depth_range_um()                  # (lo, hi) allowed for depth_mm now (preset, limit);
+                                        # while observers are told of a change: after it
 A change made while the motor runs is applied at once but persisted by `flush()` (the app calls
 it when the needle has stopped); a change made while stopped is persisted before `set` returns,
 and if the write fails, nothing changed (error STORAGE).
@@ -66,6 +69,7 @@ class Settings:
         self._v = _defaults()
         self._presets = {}  # name -> [min_um, max_um, default_um, hz] (None = not set yet)
         self._observers = []
+        self._next = None  # (values, presets) being committed while observers are told
         self.dirty = False
         self.boot_fault = F.NONE
         self.load_status = "defaults"
@@ -91,6 +95,14 @@ class Settings:
                 except Exception:  # noqa: BLE001 -- best effort: put the old value back
                     pass
             raise
+
+    def _tell(self, changes, v, presets):
+        """Notify with `depth_range_um()` answering for the values after the change."""
+        self._next = (v, presets)
+        try:
+            self._notify(changes)
+        finally:
+            self._next = None
 
     # -- reading --------------------------------------------------------------------------
     def raw(self, key):
@@ -152,9 +164,11 @@ class Settings:
         return "{" + ", ".join(parts) + "}"
 
     def depth_range_um(self):
-        """(lo, hi) µm that depth_mm may take now: the active preset's range, else 0..limit."""
-        lim = self._v["depth_limit_mm"]
-        p = self._presets.get(self._v["preset.active"])
+        """(lo, hi) µm that depth_mm may take now: the active preset's range, else 0..limit.
+        While observers are told of a change, the range after it (a preset being selected)."""
+        v, presets = self._next or (self._v, self._presets)
+        lim = v["depth_limit_mm"]
+        p = presets.get(v["preset.active"])
         if p is None:
             return 0, lim
         return p[0], min(p[1], lim)
@@ -186,6 +200,8 @@ class Settings:
         e = entry(key)
         if e is None:
             raise Refused(E.UNKNOWN_SETTING, "unknown setting: " + key[:40])
+        if key == "preset.active" and value in self._presets:
+            unlocked = True  # selecting a stored preset: see the module's docstring
         self._check_access(key, e, unlocked, running)
         if e[1] in ("int", "mm"):
             _check_bounds(e, value)
@@ -246,7 +262,7 @@ class Settings:
                 changes.append((k, self._v[k], v[k]))
         if presets is not self._presets:
             changes.append((key, self._get_in(self._presets, key), self._get_in(presets, key)))
-        self._notify(changes)
+        self._tell(changes, v, presets)
         old_v, old_p = self._v, self._presets
         self._v, self._presets = v, presets
         if changes:
@@ -318,7 +334,7 @@ class Settings:
         changes = []
         if v["preset.active"] != self._v["preset.active"]:
             changes.append(("preset.active", self._v["preset.active"], "none"))
-        self._notify(changes)
+        self._tell(changes, v, presets)
         self._replace(v, presets, running)
 
     def defaults(self, unlocked=False, running=False):
@@ -329,7 +345,7 @@ class Settings:
             raise Refused(E.MOTOR_RUNNING)
         v = _defaults()
         changes = [(k, self._v[k], v[k]) for k in _SCALARS if v[k] != self._v[k]]
-        self._notify(changes)
+        self._tell(changes, v, {})
         self._replace(v, {}, running)
 
     def _replace(self, v, presets, running):

@@ -13,6 +13,13 @@ Gestures (docs/ui.md has the table of every button in every state):
 - `start` held + `plus` / `minus`: the stroke rate by one step (holding repeats); the `start`
   press is then used up (it neither arms nor runs when released).
 - `plus` + `minus` held together `long_press_ms` (1 s): confirm a new cartridge.
+- `plus` + `minus` held together, then `start` pressed (within that 1 s; no cartridge then):
+  on a ready pen, select the next preset (each further `start` press while both stay held, the
+  one after); the display shows its name and range. Refused in every other state (an armed pen
+  says DISARM FIRST): this `start` never runs the needle.
+- With a preset active, `plus` / `minus` stop at its range (`PRESET MAX` / `PRESET MIN`); a new
+  press held `override_ms` (3 s) at that bound steps once beyond it (a recorded override),
+  never beyond the depth limit or 0.
 - Any button while asleep: wake up only (the press does nothing else).
 Nothing dangerous follows from one accidental press: running needs an earlier deliberate 1 s
 hold (arm) and a confirmed cartridge; depth moves only while stopped.
@@ -54,6 +61,7 @@ class UI:
     repeat_delay_ms = 500  # hold plus/minus this long before it repeats
     repeat_ms = 150  # then one step per repeat_ms
     message_ms = 3000  # how long a message stays on the display
+    override_ms = 3000  # a new press held this long at a preset's bound steps beyond it
 
     def __init__(self, pen, read=None, buzzer=None, clock=None):
         self.pen = pen
@@ -72,6 +80,9 @@ class UI:
         self._rep_next = 0
         self._chord_t = None
         self._start_rate = False  # the held start press is being used for rate steps
+        self._ovr = 0  # the button held at a preset's bound (override after override_ms)
+        self._ovr_t = 0
+        self._at_preset = False  # the last depth limit signalled was a preset's bound
         self.msg = None  # (line1, line2)
         self._msg_until = 0
         self.actions = []  # the last few gestures recognised (for tests and the side channel)
@@ -100,11 +111,14 @@ class UI:
             self.buzz("limit")
             what = ev.get("what", "")
             if what.startswith("depth"):
-                lo, hi = self.pen.depth_bounds()
+                self._at_preset = bool(ev.get("preset"))
+                lo, hi = self.pen.depth_bounds() if self._at_preset else (0, self.pen.limit_um())
                 top = what == "depth_max"
                 um = hi if top else lo
-                self.message("DEPTH %s %d.%02d" % ("MAX" if top else "MIN", um // 1000,
-                                                   um % 1000 // 10))  # fmt: skip
+                self.message("%s %s %d.%02d" % (
+                    "PRESET" if self._at_preset else "DEPTH", "MAX" if top else "MIN",
+                    um // 1000, um % 1000 // 10),
+                    "hold 3s:override" if self._at_preset else "")  # fmt: skip
             else:
                 lo, hi = self.pen.rate_limits()
                 self.message("RATE %s %dHz" % ("MAX" if what == "rate_max" else "MIN",
@@ -121,6 +135,14 @@ class UI:
             elif what == "limit":
                 self.buzz("spent")
                 self.message("CARTRIDGE USED", "fit a new one", 10000)
+        elif kind == "preset":
+            self.buzz("ready")
+            self.message(ev.get("preset", "")[:16], "%.2f-%.2f %dHz" % (
+                ev.get("depth_min_mm", 0), ev.get("depth_max_mm", 0), ev.get("target_hz", 0)))
+        elif kind == "override":
+            self.buzz("warn")
+            self.message("OVERRIDE %.2f" % ev.get("to_mm", 0), "preset " + (ev.get("preset")
+                                                                           or "")[:9])
         elif kind == "state":
             to = ev.get("to")
             if to == "ARMED" and ev.get("from") == "READY":
@@ -142,6 +164,8 @@ class UI:
             words = REFUSAL_TEXT.get(r.code)
             if r.message.startswith("cause still"):
                 words = ("CAUSE STILL ON", "see fault")
+            elif r.message == "disarm first":
+                words = ("DISARM FIRST", "hold START 1s")
             if words is None:
                 words = (r.message[:16].upper(), r.message[16:32])
             self.message(words[0], words[1])
@@ -177,6 +201,14 @@ class UI:
                 self._do("stop", pen.stop, "button")
             elif pen.state == P.STOPPING:
                 self._used |= START
+            elif self.held & PLUS and self.held & MINUS:
+                # plus + minus held, then start: the next preset on a ready pen, refused in
+                # any other state (never a run, never a cartridge).
+                self._chord_t = None
+                self._pend = self._rep = self._ovr = 0
+                self._used |= START | PLUS | MINUS
+                self._do("preset", pen.next_preset)
+                return  # plus/minus pressed in the same sample belong to this gesture
         for b in (PLUS, MINUS):
             if not bits & b:
                 continue
@@ -193,7 +225,7 @@ class UI:
                 # Both held: the cartridge chord. The other one's pending step is cancelled.
                 if self._pend == other:
                     self._pend = 0
-                self._rep = 0
+                self._rep = self._ovr = 0
                 self._chord_t = now
             else:
                 self._pend = b
@@ -214,6 +246,8 @@ class UI:
                         self._step(None, b)
                 if self._rep == b:
                     self._rep = 0
+                if self._ovr == b:
+                    self._ovr = 0
                 self._used &= ~b
         if not (self.held & PLUS and self.held & MINUS):
             if self._chord_t is not None:
@@ -237,6 +271,11 @@ class UI:
             self._rep_next = time.ticks_add(self._rep_next, self.repeat_ms)
             if self._step(self._rep_what, self._rep) != 1:
                 self._rep = 0  # at the limit: hold does nothing more (one limit signal)
+        if self._ovr and held & self._ovr and time.ticks_diff(now, self._ovr_t) >= 0:
+            b = self._ovr
+            self._ovr = 0
+            self._used |= b
+            self._do("override", pen.step_depth, 1 if b == PLUS else -1, True)
         if self._chord_t is not None and held & PLUS and held & MINUS:
             if time.ticks_diff(now, self._chord_t) >= self.long_press_ms:
                 self._chord_t = None
@@ -259,7 +298,12 @@ class UI:
         if kind == "rate":
             r = self._do("rate+" if d > 0 else "rate-", pen.step_rate, d)
         else:
+            self._at_preset = False
             r = self._do("depth+" if d > 0 else "depth-", pen.step_depth, d)
+            if what is None and r == 0 and self._at_preset and self.held & b:
+                # A new press at the preset's bound: held on, it becomes an override.
+                self._ovr = b
+                self._ovr_t = time.ticks_add(self._pend_t, self.override_ms)
         if what is not None:
             return r
         return kind if r == 1 else None

@@ -4,8 +4,10 @@ their result in the last test run, written to docs/traceability.md.
 A test verifies a requirement when its function (docstring or body) names the requirement's ID.
 Results come from the JUnit XML the last `make test` wrote (build/junit.xml); with --run, or when
 there is none, the tests are run first. Exit status 1 when a requirement has no test, a test
-names an unknown ID (a known prefix with a number that is not defined), or a verifying test did
-not pass.
+names an unknown ID (a known prefix with a number that is not defined, or an ID-shaped token in
+a docstring with a prefix no section defines), requirements.md breaks its format (a duplicate
+ID, an ID-shaped token that is not a requirement), or a verifying test did not pass.
+`--check` does everything but the results (no test is run): the format and the mapping.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ OUT = ROOT / "docs" / "traceability.md"
 ID_RE = re.compile(r"\b([A-Z]{2,5})-(\d{1,3})\b")
 # A definition: the ID first on a table row, a list item or a heading, with its text after it.
 DEF_RE = re.compile(r"^(?:\|\s*|[-*]\s+|#+\s+)\**([A-Z]{2,5}-\d{1,3})\**\s*[|:.\-—]*\s*(.*)$")
+# ID-shaped names of standards and encodings a test's docstring may mention (not requirements).
+NOT_IDS = ("SHA", "UTF", "CRC", "ISO", "IEC", "RFC", "HMAC")
 
 
 def requirements() -> dict[str, str]:
@@ -36,6 +40,26 @@ def requirements() -> dict[str, str]:
             text = m.group(2).split("|")[0].strip().strip("*").strip()
             reqs[m.group(1)] = text
     return reqs
+
+
+def format_problems() -> list[str]:
+    """requirements.md itself: every ID defined once; every ID-shaped token elsewhere in it
+    refers to a defined requirement (so a checker never mistakes a name for an ID)."""
+    out = []
+    seen: set[str] = set()
+    lines = REQS.read_text().splitlines()
+    defined = {m.group(1) for m in map(DEF_RE.match, (x.strip() for x in lines)) if m}
+    for n, line in enumerate(lines, 1):
+        m = DEF_RE.match(line.strip())
+        if m:
+            if m.group(1) in seen:
+                out.append(f"requirements.md:{n}: {m.group(1)} defined twice")
+            seen.add(m.group(1))
+        for t in ID_RE.finditer(line):
+            if t.group(0) not in defined:
+                out.append(f"requirements.md:{n}: {t.group(0)} looks like a requirement ID but "
+                           "is none (write it without the hyphen)")  # fmt: skip
+    return out
 
 
 def test_functions():
@@ -84,27 +108,54 @@ def results() -> dict[str, str]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", action="store_true", help="run the test suite first")
-    args = ap.parse_args()
-    if args.run or not JUNIT.exists():
-        subprocess.run([sys.executable, "-m", "pytest"], cwd=ROOT)
+def trace() -> tuple[dict[str, str], dict[str, list[str]], list[str]]:
+    """(requirements, requirement -> the tests naming it, problems) without any test result."""
     reqs = requirements()
     prefixes = {r.split("-")[0] for r in reqs}
     verified: dict[str, list[str]] = defaultdict(list)
-    unknown: list[str] = []
+    problems = format_problems()
     for test_id, src in test_functions():
+        doc = _docstring(src)
         for m in ID_RE.finditer(src):
             rid = m.group(0)
             if m.group(1) not in prefixes:
+                if m.group(1) not in NOT_IDS and rid in doc:
+                    problems.append(f"{test_id} names unknown {rid} (no section defines "
+                                    f"{m.group(1)}-)")  # fmt: skip
                 continue
             if rid not in reqs:
-                unknown.append(f"{test_id} names unknown {rid}")
+                problems.append(f"{test_id} names unknown {rid}")
             elif test_id not in verified[rid]:
                 verified[rid].append(test_id)
+    for rid in reqs:
+        if not verified.get(rid):
+            problems.append(f"{rid} has no test")
+    return reqs, verified, list(dict.fromkeys(problems))
+
+
+def _docstring(src: str) -> str:
+    try:
+        fn = ast.parse(src).body[0]
+    except (SyntaxError, IndexError):
+        return ""
+    return ast.get_docstring(fn) or "" if isinstance(fn, ast.FunctionDef) else ""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", action="store_true", help="run the test suite first")
+    ap.add_argument("--check", action="store_true",
+                    help="format and mapping only: no results, nothing run or written")
+    args = ap.parse_args()
+    reqs, verified, problems = trace()
+    if args.check:
+        for p in problems:
+            print(p)
+        print(f"{len(reqs)} requirements, {len(problems)} problems")
+        return 1 if problems else 0
+    if args.run or not JUNIT.exists():
+        subprocess.run([sys.executable, "-m", "pytest"], cwd=ROOT)
     res = results()
-    problems = list(unknown)
     lines = [
         "# Traceability",
         "",
@@ -116,15 +167,13 @@ def main() -> int:
     ]
     for rid, text in reqs.items():
         tests = verified.get(rid, [])
-        if not tests:
-            problems.append(f"{rid} has no test")
         states = [res.get(t, "not run") for t in tests]
-        for t, s in zip(tests, states):
-            if s != "passed":
-                problems.append(f"{rid}: {t} {s}")
-        overall = "passed" if tests and all(s == "passed" for s in states) else (
+        for t, st in zip(tests, states):
+            if st != "passed":
+                problems.append(f"{rid}: {t} {st}")
+        overall = "passed" if tests and all(st == "passed" for st in states) else (
             "NO TEST" if not tests else "FAILED/NOT RUN")  # fmt: skip
-        cell = "<br>".join(f"`{t}` ({s})" for t, s in zip(tests, states)) or "—"
+        cell = "<br>".join(f"`{t}` ({st})" for t, st in zip(tests, states)) or "—"
         lines.append(f"| {rid} | {text} | {cell} | {overall} |")
     lines += ["", f"{len(reqs)} requirements, {sum(1 for r in reqs if verified.get(r))} with "
               f"tests; problems: {len(problems)}.", ""]  # fmt: skip

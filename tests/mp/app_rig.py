@@ -19,18 +19,22 @@ import rp2
 from mphelp import SIM, check
 
 import hardware.pins as P
+from firmware.pen import FAULT
 
 
 def _absolute_module_path():
-    """Module path entries relative to the repository root become absolute, so the scratch
-    flash folder can be the working directory (as the flash is on the pen)."""
-    root = os.getcwd()
-    if not root.endswith("/"):
-        root += "/"
+    """Module path entries relative to the repository root (and the paths of packages already
+    imported from them) become absolute, so the scratch flash folder can be the working
+    directory, as the flash is on the pen."""
+    root = os.getcwd().rstrip("/") + "/"
     for i, p in enumerate(sys.path):
         if not p.startswith("/") and not p.startswith("."):  # ".frozen" is not a folder
             sys.path[i] = root + p if p else root.rstrip("/")
-    return root
+    for mod in sys.modules.values():
+        p = getattr(mod, "__path__", None)
+        if isinstance(p, str) and not p.startswith("/") and not p.startswith("."):
+            mod.__path__ = root + p
+    return root.rstrip("/")
 
 
 ROOT = _absolute_module_path()
@@ -55,9 +59,13 @@ def remove_flash(path):
 class HostPort:
     """The pen's USB serial port as the link sees it (read_into / writable / write), with the
     host on the other side: `send()` queues bytes for the pen; what the pen writes is split
-    into lines: `~T` lines are counted, `~E` events parsed and kept, replies kept."""
+    into lines: `~T` lines are counted, `~E` events parsed and kept, replies kept. With
+    parse=False it only counts the bytes (the memory benchmark: no host work in the pen's
+    process)."""
 
-    def __init__(self, keep=64):
+    def __init__(self, keep=64, parse=True):
+        self.parse = parse
+        self.bytes_out = 0
         self.inbox = bytearray()
         self.open = True  # False: the host does not read (a pulled cable); writes are refused
         self.partial = b""
@@ -86,6 +94,9 @@ class HostPort:
         if not self.open:
             self.dropped += 1
             return False
+        if not self.parse:
+            self.bytes_out += len(data)
+            return True
         data = self.partial + (data.encode() if isinstance(data, str) else bytes(data))
         while True:
             i = data.find(b"\n")
@@ -125,30 +136,30 @@ class Watch:
         self.motor_off = None
         self.fault = None
         self.retracted = None
-        self.max_depth_mm = None
-        self.was_driven = False
+        self.max_depth_mm = rig.gauge_mm()  # since the rig was built
+        self.was_driven = False  # since start()
         SIM.tick_hooks.append(self._hook)
 
     def start(self):
         self.t0 = SIM.now
         self.motor_off = self.fault = self.retracted = None
-        self.max_depth_mm = 0.0
+        self.was_driven = False
 
     def _hook(self, now):
-        if self.t0 is None:
+        r = self.rig
+        mm = r.gauge_mm()
+        if mm > self.max_depth_mm:
+            self.max_depth_mm = mm
+        if self.t0 is None or r.app is None:
             return
         dt = now - self.t0
-        r = self.rig
         on = SIM.board.out.get(P.MOTOR_SLEEP_N, 0)
         if on:
             self.was_driven = True
         if self.motor_off is None and not on:
             self.motor_off = dt
-        if self.fault is None and r.app.pen.state == 7:  # firmware.pen.FAULT
+        if self.fault is None and r.app.pen.state == FAULT:
             self.fault = dt
-        mm = r.gauge_mm()
-        if mm > self.max_depth_mm:
-            self.max_depth_mm = mm
         if self.retracted is None and self.fault is not None and mm <= r.SAFE_MM:
             self.retracted = dt
 
@@ -160,11 +171,11 @@ class Watch:
 class AppRig:
     SAFE_MM = 0.01  # the stop counts as retracted at tips flush (0 mm) within 10 µm
 
-    def __init__(self, flash=None, cause=None, depth_usteps=None, hold=None):
+    def __init__(self, flash=None, cause=None, depth_usteps=None, hw=None, port=None, app=True):
         self.flash = flash or scratch_flash()
         os.chdir(self.flash)
         machine._set_cause(cause or machine.PWRON_RESET)
-        self.hw = board_sim.VirtualPen(SIM)  # the plant and its side channel
+        self.hw = hw or board_sim.VirtualPen(SIM)  # the plant and its side channel
         if depth_usteps is not None:
             d = self.hw.depth
             d.motor_usteps = depth_usteps
@@ -173,8 +184,15 @@ class AppRig:
         import drivers.board as board_mod
 
         self.board = board_mod.build()
-        self.port = HostPort()
+        self.port = port or HostPort()
         self.board.serial = self.port
+        self.app = None
+        self.watch = None
+        if app:
+            self.start_app()
+
+    def start_app(self):
+        """Build the application on the board (AppRig(app=False) stops before this)."""
         from firmware.app import App
 
         self.app = App(self.board)
@@ -202,10 +220,21 @@ class AppRig:
         r = self.app.protocol.handle(line.encode())
         return r if isinstance(r, str) else "".join(r)
 
-    def ok(self, line):
+    def ok_raw(self, line):
         r = self.cmd(line)
         check(r.startswith("ok"), "%s -> %s" % (line, r))
-        rest = r[2:].strip()
+        return r[2:].strip()
+
+    def fetch(self, seq, n):
+        """`telemetry fetch SEQ N`: the samples (dicts). The reply comes in parts, one sample
+        each, parsed one by one (a long reply needs no contiguous block of the heap)."""
+        r = self.app.protocol.handle(("telemetry fetch %d %d" % (seq, n)).encode())
+        parts = [r] if isinstance(r, str) else r
+        check(parts[0].startswith("ok"), "fetch %d -> %r" % (seq, parts[0]))
+        return [json.loads(p) for p in parts if p.startswith("{")]
+
+    def ok(self, line):
+        rest = self.ok_raw(line)
         return json.loads(rest) if rest else None
 
     def state(self):
@@ -235,6 +264,13 @@ class AppRig:
             out[0] = e
         finally:
             asyncio.new_event_loop()
+            # A reset leaves the loop in the middle of a task: forget it, so the application
+            # it belongs to can be collected before the reboot builds the next one.
+            import asyncio.core as core
+
+            core.cur_task = None
+            core._exc_context["future"] = None
+            core._exc_context["exception"] = None
         return out[0]
 
     async def until(self, pred, max_ms, what="condition", step_ms=1):
@@ -296,12 +332,3 @@ class AppRig:
     def close(self):
         os.chdir(ROOT)
         remove_flash(self.flash)
-
-
-def fault_row(name, plant, bound_ms, detect_ms, code, safe, record, test, **extra):
-    """One row of docs/faults.md as the test measured it (tools/gen_faults.py reads the
-    bounds from the test source; the measured values are evidence in the test report)."""
-    row = {"fault": name, "plant": plant, "bound_ms": bound_ms, "detect_ms": detect_ms,
-           "code": code, "safe": safe, "record": record, "test": test}  # fmt: skip
-    row.update(extra)
-    return "FAULTROW " + json.dumps(row)

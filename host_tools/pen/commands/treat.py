@@ -27,6 +27,7 @@ from ..records.report import render_session_html
 from ..records.store import ContraindicationBlocked, Records
 from ..records.summary import SummaryError, parse_summary
 from ..records.timeutil import now, parse_iso, to_iso
+from .unlock import SECRET_ENV, add_secret_option, load_secret
 
 
 def register(subparsers) -> None:
@@ -45,7 +46,9 @@ def register(subparsers) -> None:
         description="Runs the contraindication checklist (prompts, or --answers), checks the "
         "plan's spacing, sends the preset to the pen (unless --no-pen) and stores the session. "
         "A positive answer blocks (exit status 3) unless --override-reason is given; the "
-        "override, who gave it and why are stored with the session.",
+        "override, who gave it and why are stored with the session. Presets are protected "
+        f"settings: with --secret-file FILE (or ${SECRET_ENV}) the pen is unlocked for them "
+        "and locked again afterwards; without, the pen must already be unlocked (pen unlock).",
     )
     p.add_argument("--client", required=True, metavar="ID", help="client ID")
     p.add_argument("--indication", required=True, help="e.g. rejuvenation, acne_scars")
@@ -71,6 +74,7 @@ def register(subparsers) -> None:
     p.add_argument("--cartridge", metavar="ID", help="needle cartridge lot/serial")
     p.add_argument("--at", metavar="WHEN", help="session date/time, ISO 8601 (default: now)")
     p.add_argument("--no-pen", action="store_true", help="keep the record only; no pen attached")
+    add_secret_option(p)
     p.add_argument(
         "--yes",
         action="store_true",
@@ -256,15 +260,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         if args.no_pen:
             print(f"preset {preset.describe()} (not sent: --no-pen)")
         else:
-            link = None
-            try:
-                link = pen_adapter.open_link(args.port)
-                pen_adapter.apply_preset(link, preset)
-            except pen_adapter.PenAdapterError as exc:
-                raise CliError(f"{exc}; no session was started") from exc
-            finally:
-                if link is not None:
-                    pen_adapter.close_link(link)
+            _send_preset(args, preset)
             print(f"preset {preset.describe()} sent to the pen")
 
         session_id = records.start_session(
@@ -288,6 +284,31 @@ def cmd_start(args: argparse.Namespace) -> int:
         f"after treating: pen treat record --session {session_id} --from-pen (or --from-json FILE)"
     )
     return 0
+
+
+def _send_preset(args: argparse.Namespace, preset: Preset) -> None:
+    """Store and select the preset on the pen (unlocking it with the secret, if given, and
+    locking it again); any refusal ends the command before a session is stored."""
+    secret = None if args.no_pen else load_secret(args)
+    link = None
+    unlocked = False
+    try:
+        link = pen_adapter.open_link(args.port)
+        if secret is not None:
+            pen_adapter.unlock(link, secret)
+            unlocked = True
+        pen_adapter.apply_preset(link, preset)
+    except pen_adapter.PenAdapterError as exc:
+        raise CliError(f"{exc}; no session was started") from exc
+    finally:
+        if link is not None:
+            try:
+                if unlocked:
+                    pen_adapter.lock(link)
+            except pen_adapter.PenAdapterError:
+                warn("the pen could not be locked again: it locks itself within 10 minutes")
+            finally:
+                pen_adapter.close_link(link)
 
 
 # -- record ------------------------------------------------------------------------------

@@ -4,16 +4,21 @@ Everything goes through a *link*: any object with `command(line: str) -> str` th
 protocol line and returns the pen's one-line reply (`ok ...` or `error:N message`). The serial
 link of the `pen` tools provides it; tests pass a fake.
 
-Wire commands used here (adapt them here, and only here, when the protocol settles):
+Wire commands used here (docs/protocol.md; adapt them here, and only here):
+  - the clinician lock (presets are protected settings): `unlock` -> `ok {"challenge": HEX}`,
+    `unlock HMAC-SHA256(secret, challenge)` -> `ok {"unlocked": true, ...}`, and `lock`;
   - storing and selecting a preset: the lines of `pen.presets.preset_to_settings_lines`
     (`set preset.<name>.<field> <value>` ..., then `set preset.active <name>`), each answered
-    by `ok ...`;
+    by `ok ...`; the selection loads the preset's default depth and stroke rate, and from then
+    on the pen keeps the depth inside the preset's range unless overridden (and records it);
   - the last session's summary: `SESSION_SUMMARY_COMMAND`, answered by `ok <JSON>` with the
-    JSON described in `pen.records.summary`.
+    JSON described in `pen.records.summary` (firmware/sessions.py writes it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any, Protocol
 
@@ -40,9 +45,39 @@ def _ok_payload(line: str, reply: Any) -> str:
     if reply.startswith("error"):
         hint = ""
         if "lock" in reply.lower():
-            hint = " (presets are protected: unlock the pen first with `pen unlock`)"
+            hint = (
+                " (presets are protected: give the pen's secret with --secret-file FILE or "
+                "$PEN_SECRET, or unlock the pen first with `pen unlock`)"
+            )
         raise PenAdapterError(f"the pen refused `{line}`: {reply}{hint}")
     raise PenAdapterError(f"unexpected reply to `{line}`: {reply!r}")
+
+
+def _json_payload(line: str, reply: Any) -> Any:
+    payload = _ok_payload(line, reply)
+    try:
+        return json.loads(payload) if payload else None
+    except json.JSONDecodeError as exc:
+        raise PenAdapterError(f"unexpected reply to `{line}`: {reply!r}") from exc
+
+
+def unlock(link: Link, secret: bytes) -> None:
+    """Answer the pen's challenge with HMAC-SHA256(secret, challenge) (the clinician lock)."""
+    got = _json_payload("unlock", link.command("unlock"))
+    challenge = got.get("challenge") if isinstance(got, dict) else None
+    if not isinstance(challenge, str) or not challenge:
+        raise PenAdapterError(f"the pen sent no challenge: {got!r}")
+    answer = hmac.new(secret, challenge.encode("ascii"), hashlib.sha256).hexdigest()
+    reply = link.command(f"unlock {answer}")
+    if isinstance(reply, str) and reply.startswith("error:12"):
+        raise PenAdapterError(
+            "the pen refused the unlock: wrong secret for this pen? (--secret-file or $PEN_SECRET)"
+        )
+    _ok_payload("unlock RESPONSE", reply)
+
+
+def lock(link: Link) -> None:
+    _ok_payload("lock", link.command("lock"))
 
 
 def apply_preset(link: Link, preset: Preset) -> list[str]:

@@ -421,7 +421,9 @@ class Records:
         """Store the pen's summary (passes, faults, pen overrides) in a session.
 
         Returns warnings for the user: a preset other than the session's, passes outside the
-        preset range with no override from the pen, a start on another day.
+        preset range with no override from the pen, a start on another day by the pen's clock
+        (the record's time is then kept). A cartridge given at the start (lot or serial) is
+        kept; otherwise the pen's cartridge number is stored.
         """
         session = self.session(session_id)
         if session.passes and not replace:
@@ -435,11 +437,15 @@ class Records:
             warnings.append(
                 f"the pen ran preset {summary.preset}, the session was started with {row['preset']}"
             )
+        started_at = to_iso(summary.start)
         if _day(row["started_at"]) != summary.start.date():
+            # A pen without a set clock (no RTC battery) counts from its own epoch: the day the
+            # session was started on the computer is the one the plan's spacing relies on.
             warnings.append(
-                f"the pen's session started {to_iso(summary.start)}, the record said "
-                f"{row['started_at']}; the pen's time is kept"
+                f"the pen's session started {started_at} by its clock, the record says "
+                f"{row['started_at']}; the record's time is kept"
             )
+            started_at = row["started_at"]
         lo, hi = row["preset_depth_min_mm"], row["preset_depth_max_mm"]
         pen_depth_overrides = [o for o in summary.overrides if o.kind.startswith("depth")]
         if lo is not None and hi is not None and not pen_depth_overrides:
@@ -449,10 +455,6 @@ class Records:
                         f"pass {n} at {p.depth_mm:.2f} mm is outside the preset range "
                         f"{lo:.2f}-{hi:.2f} mm and the pen reported no override"
                     )
-        if row["cartridge"] and summary.cartridge and row["cartridge"] != summary.cartridge:
-            warnings.append(
-                f"cartridge {summary.cartridge} from the pen replaces {row['cartridge']}"
-            )
         with self.transaction() as conn:
             if replace:
                 conn.execute("DELETE FROM passes WHERE session_id = ?", (session_id,))
@@ -482,11 +484,11 @@ class Records:
             )
             conn.execute(
                 """UPDATE treatment_sessions SET started_at = ?, duration_s = ?,
-                       cartridge = COALESCE(?, cartridge), pen_session = COALESCE(?, pen_session),
+                       cartridge = COALESCE(cartridge, ?), pen_session = COALESCE(?, pen_session),
                        status = 'recorded', recorded_at = ?
                    WHERE id = ?""",
                 (
-                    to_iso(summary.start),
+                    started_at,
                     summary.duration_s,
                     summary.cartridge,
                     summary.pen_session,

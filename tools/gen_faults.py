@@ -1,0 +1,267 @@
+"""Generate docs/faults.md, the fault-injection matrix, from the tests that assert it.
+
+The rows and their bounds are MATRIX in tests/mp/mptest_fault_matrix.py (the bounds its tests
+assert); the measured times come from running those tests in the `micropython` binary now
+(deterministic virtual clock, a few seconds); the fault codes from firmware/faults.py.
+
+    python tools/gen_faults.py           run the matrix tests, write docs/faults.md
+    python tools/gen_faults.py --check   exit 1 if docs/faults.md is not what MATRIX gives
+                                         (the measured column is not compared)
+
+Exit status 1 also when a matrix test fails, a bound is not met, a fault the virtual pen's
+plant can inject (sim/board_sim.py FAULTS) has no row, or a referenced test does not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "faults.md"
+MODULE = "mptest_fault_matrix"
+SOURCE = ROOT / "tests" / "mp" / f"{MODULE}.py"
+HEAP_RE = re.compile(r"^# mp-heap: (\d+K)", re.M)
+BOUND_WORDS = (
+    ("off_ms", "motor off"),
+    ("reset_ms", "watchdog reset"),
+    ("latch_ms", "FAULT latched, `~E` sent"),
+    ("safe_ms", "stop retracted"),
+)
+MEASURED_COL = 6  # index of the "measured" column in the matrix table
+SHORT = {"off_ms": "off", "reset_ms": "reset", "latch_ms": "latched", "safe_ms": "retracted",
+         "bound_ms": "detected"}  # fmt: skip
+EXTRA = {"ready_ms": "READY after {} ms", "lost_steps": "{} steps lost by the bind",
+         "errors": "{} error replies", "gap_samples": "{} samples missed live",
+         "lost": "{} lost after the backfill", "start_stop_ms": "START stopped it in {} ms"}
+
+
+def micropython() -> str:
+    cand = Path(sys.executable).with_name("micropython")
+    return str(cand) if cand.exists() else "micropython"
+
+
+def ensure_compiled() -> None:
+    """The pen's modules as bytecode where tests/mp/runner.py imports them (build/mp-test/,
+    as tests/conftest.py builds it): each .mpy missing or older than its source is built."""
+    sys.path.insert(0, str(ROOT / "host_tools"))
+    from pen import paths
+    from pen.deploy import mpy_cross_binary
+
+    for rel in paths.pen_source_files(ROOT):
+        if rel.parent == Path("."):
+            continue  # boot.py / main.py run from source
+        src = ROOT / rel
+        out = ROOT / "build" / "mp-test" / rel.with_suffix(".mpy")
+        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([mpy_cross_binary(), "-o", str(out), str(rel)], cwd=ROOT, check=True)
+
+
+def run_mp(function: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """One function of the matrix module under runner.py, heap as the module declares."""
+    ensure_compiled()
+    m = HEAP_RE.search(SOURCE.read_text())
+    heap = m.group(1) if m else "190K"
+    return subprocess.run(
+        [micropython(), "-X", f"heapsize={heap}", "tests/mp/runner.py", MODULE, function],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env=dict(os.environ, MICROPYPATH=""),
+    )  # fmt: skip
+
+
+def declared() -> list[dict]:
+    """MATRIX as the micropython binary evaluates it (its bounds use firmware constants)."""
+    res = run_mp("dump_matrix")
+    for line in res.stdout.splitlines():
+        if line.startswith("@@MATRIX "):
+            return json.loads(line[len("@@MATRIX ") :])
+    raise SystemExit(f"gen_faults: dump_matrix failed:\n{res.stdout}{res.stderr}")
+
+
+def measure(row: dict) -> tuple[dict | None, str]:
+    """Run the row's test; (its FAULTROW measurements, '' or the failure)."""
+    res = run_mp(row["test"])
+    if res.returncode != 0 or "@@PASS" not in res.stdout:
+        tail = (res.stdout + res.stderr).strip().splitlines()[-3:]
+        return None, " / ".join(tail)
+    for line in res.stdout.splitlines():
+        if line.startswith("@@INFO FAULTROW "):
+            return json.loads(line[len("@@INFO FAULTROW ") :])["measured"], ""
+    return None, "no FAULTROW line"
+
+
+def plant_faults() -> list[str]:
+    """The fault names sim/board_sim.py's side channel can inject (without 'none')."""
+    tree = ast.parse((ROOT / "sim" / "board_sim.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FAULTS":
+            return [n for n in ast.literal_eval(node.value) if n != "none"]
+    raise SystemExit("gen_faults: FAULTS not found in sim/board_sim.py")
+
+
+def fault_codes() -> list[tuple[int, str, str]]:
+    if "micropython" not in sys.modules:
+        mod = types.ModuleType("micropython")
+        mod.const = lambda x: x  # type: ignore[attr-defined]
+        sys.modules["micropython"] = mod
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import firmware.faults as faults
+
+    return [(c, n, t) for c, (n, t) in sorted(faults.TABLE.items())]
+
+
+def problems(rows: list[dict]) -> list[str]:
+    """What makes the matrix incomplete: a plant fault without a row, a missing test."""
+    out = []
+    injected = " ".join(r["inject"] for r in rows)
+    for name in plant_faults():
+        if f"`fault {name}`" not in injected:
+            out.append(f"the plant's fault `{name}` has no row in MATRIX")
+    src = SOURCE.read_text()
+    for r in rows:
+        if f"\ndef {r['test']}(" not in src:
+            out.append(f"{r['test']} is not a test in {SOURCE.relative_to(ROOT)}")
+        for ref in r.get("also", []):
+            path, _, fn = ref.partition("::")
+            p = ROOT / path
+            if not p.exists() or f"def {fn}(" not in p.read_text():
+                out.append(f"{r['test']}: referenced test {ref} does not exist")
+    return out
+
+
+def _bounds(r: dict) -> list[tuple[str, str, int]]:
+    out = [(k, words, r[k]) for k, words in BOUND_WORDS if r.get(k) is not None]
+    if r.get("bound_ms") is not None:
+        out.insert(0, ("bound_ms", r.get("detect", "detected"), r["bound_ms"]))
+    return out
+
+
+def _cell(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def render(rows: list[dict], measured: dict[str, dict | None] | None) -> str:
+    lines = [
+        "# Faults",
+        "",
+        "Generated by `make report` (`tools/gen_faults.py`) from the fault-injection tests in",
+        f"`tests/mp/{MODULE}.py`: do not edit. Every fault the virtual pen's plant can inject",
+        "(`pen sim-ctl fault NAME`, `sim/board_sim.py`), plus power loss, settings corruption,",
+        "serial garbage and disconnect and a hung task, is injected into the whole application",
+        "(`firmware/app.py` on the virtual board, deterministic virtual clock) while it does what",
+        "the *when* column says. Each test asserts every bound in its row, the safe state and the",
+        "record; the bounds are the ones in the test (`MATRIX`), the measured values are from the",
+        "run of the tests that generated this page (virtual time, 0.1 ms steps; ms from the",
+        "injection, the boot or the command that meets the fault).",
+        "",
+        "Motor off: the H-bridge's nSLEEP low. Stop retracted: the needle's true protrusion (the",
+        "plant's dial gauge) at 0 mm or less. A retract with the position unknown drives the stop",
+        "the whole travel inwards (blind). `python tools/gen_faults.py --check` tells whether",
+        "this page is current.",
+        "",
+        "## Fault-injection matrix",
+        "",
+        "| fault | injected | when | detected as | requirements | detection bound (asserted) "
+        "| measured | safe state reached (asserted) | record left (asserted) | tests |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b = _bounds(r)
+        bound = "<br>".join(f"{w} ≤ {v} ms" for _, w, v in b)
+        meas = ""
+        if measured is not None:
+            m = measured.get(r["test"])
+            if m is None:
+                meas = "FAILED"
+            else:
+                parts = [f"{SHORT[k]} {m[k]} ms" for k, _, _ in b if k in m]
+                keys = {k for k, _, _ in b}
+                parts += [EXTRA.get(k, k + " {}").format(v) for k, v in sorted(m.items())
+                          if k not in keys]  # fmt: skip
+                meas = "<br>".join(parts)
+        tests = [f"`tests/mp/{MODULE}.py::{r['test']}`"] + [f"`{t}`" for t in r.get("also", [])]
+        code = r["code"]
+        code = code if code.startswith("(") else f"`{code}`"
+        cells = [r["fault"], r["inject"], r["when"], code, r["reqs"], bound, meas, r["safe"],
+                 r["record"], "<br>".join(tests)]  # fmt: skip
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += [
+        "",
+        "## Fault codes",
+        "",
+        "Latched faults (`firmware/faults.py`): shown on the display in words, in `status`",
+        "(`fault`, `fault_code`), in the `faults` log and as `~E` events; cleared only by a person",
+        "(`clear`, or holding START 1 s) once the cause is gone.",
+        "",
+        "| code | name | meaning |",
+        "|---|---|---|",
+    ]
+    for code, name, text in fault_codes():
+        lines.append(f"| {code} | `{name}` | {text} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def strip_measured(text: str) -> str:
+    """The page with the matrix's measured cells emptied (they vary; the rest must not)."""
+    out = []
+    in_matrix = False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            in_matrix = line == "## Fault-injection matrix"
+        if in_matrix and line.startswith("| ") and not line.startswith("| fault |"):
+            cells = re.split(r"(?<!\\)\|", line)  # cells[0] and cells[-1] are the outer edges
+            if len(cells) > MEASURED_COL + 1:
+                cells[MEASURED_COL + 1] = " "
+            line = "|".join(cells)
+        out.append(line)
+    return "\n".join(out)
+
+
+def check() -> list[str]:
+    """Problems with docs/faults.md as it is (nothing is run but `dump_matrix`)."""
+    rows = declared()
+    out = problems(rows)
+    want = strip_measured(render(rows, {}))
+    have = strip_measured(OUT.read_text()) if OUT.exists() else ""
+    if want != have:
+        out.append(f"{OUT.relative_to(ROOT)} is out of date: run `make report`")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="compare, write nothing")
+    args = ap.parse_args(argv)
+    if args.check:
+        errs = check()
+        for e in errs:
+            print(e)
+        return 1 if errs else 0
+    rows = declared()
+    errs = problems(rows)
+    measured: dict[str, dict | None] = {}
+    for r in rows:
+        m, why = measure(r)
+        measured[r["test"]] = m
+        if m is None:
+            errs.append(f"{r['test']} failed: {why}")
+    OUT.write_text(render(rows, measured))
+    print(f"wrote {OUT.relative_to(ROOT)}: {len(rows)} faults, {len(errs)} problems")
+    for e in errs:
+        print("  " + e)
+    return 1 if errs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
