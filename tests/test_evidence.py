@@ -69,6 +69,31 @@ def test_traceability_fails_on_a_requirement_without_test_or_an_unknown_id(tmp_p
     assert "TH-1 defined twice" in text
 
 
+def test_traceability_reads_results_of_micropython_and_cpython_tests(tmp_path, monkeypatch):
+    """Results come from the JUnit XML as pytest writes it, MicroPython items included (their
+    names reach the XML as "[micropython]test_x]")."""
+    tr = _load("tools/traceability.py", "traceability_guard3")
+    (tmp_path / "tests" / "mp").mkdir(parents=True)
+    (tmp_path / "tests" / "mp" / "mptest_x.py").write_text("")
+    (tmp_path / "tests" / "test_y.py").write_text("")
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite>'
+        '<testcase classname="tests.mp.mptest_x" name="[micropython]test_a]" />'
+        '<testcase classname="tests.mp.mptest_x" name="[micropython]test_b]"><failure/></testcase>'
+        '<testcase classname="tests.test_y" name="test_c[1]" />'
+        '<testcase classname="tests.test_y" name="test_c[2]"><skipped/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    monkeypatch.setattr(tr, "ROOT", tmp_path)
+    monkeypatch.setattr(tr, "JUNIT", junit)
+    assert tr.results() == {
+        "tests/mp/mptest_x.py::[micropython]test_a": "passed",
+        "tests/mp/mptest_x.py::[micropython]test_b": "failed",
+        "tests/test_y.py::test_c": "skipped",
+    }
+
+
 def test_fault_matrix_page_is_current():
     """SF-03: docs/faults.md is what tools/gen_faults.py makes of the bounds declared in
     tests/mp/mptest_fault_matrix.py (measured values aside); every fault the plant can inject

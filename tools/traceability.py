@@ -87,7 +87,12 @@ def results() -> dict[str, str]:
     for case in ET.parse(JUNIT).getroot().iter("testcase"):
         cls = case.get("classname", "")
         name = case.get("name", "")
-        base = name.split("[")[0] if not name.startswith("[micropython]") else name
+        if name.startswith("[micropython]"):
+            # pytest's JUnit writer treats the leading '[' as the start of parameters and
+            # closes it at the end: "[micropython]test_x]"; undo that.
+            base = name[:-1] if name.count("]") > name.count("[") else name
+        else:
+            base = name.split("[")[0]
         path = cls.replace(".", "/")
         # classname is the dotted module path (plus class name for methods).
         file = None
@@ -183,6 +188,9 @@ def main() -> int:
     print(f"wrote {OUT.relative_to(ROOT)}: {len(reqs)} requirements, {len(problems)} problems")
     for p in problems:
         print("  " + p)
+    if any(p.endswith(" not run") for p in problems):
+        print(f"hint: {JUNIT.relative_to(ROOT)} holds the last pytest run only; after a partial "
+              "run, `make test` first (or tools/traceability.py --run)")
     return 1 if problems else 0
 
 

@@ -41,8 +41,9 @@ ROOT = _absolute_module_path()
 
 
 def scratch_flash():
-    """A new empty folder under /tmp: the pen's flash for one test."""
-    name = "/tmp/pen-rig-" + "".join("%02x" % b for b in os.urandom(6))
+    """A new empty folder in the temporary directory: the pen's flash for one test."""
+    tmp = (os.getenv("TMPDIR") or "/tmp").rstrip("/")
+    name = tmp + "/pen-rig-" + "".join("%02x" % b for b in os.urandom(6))
     os.mkdir(name)
     return name
 

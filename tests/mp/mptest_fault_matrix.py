@@ -87,7 +87,7 @@ MATRIX = [
     {"test": "test_brown_out", "fault": "Brown-out: the supply is lost",
      "inject": "`power cut`", "when": "running the second pass of a session",
      "code": "(reset)", "bound_ms": 20,
-     "detect": "the reset is the reaction; after power-up the pen is homing, disarmed",
+     "detect": "power-up after the cut: homing, disarmed, no cartridge",
      "safe": "motor unpowered at the cut; boots LOCKED, homes, READY: never armed, no cartridge",
      "record": "the session record with its completed pass, on flash",
      "reqs": "PS-1, PS-16, SF-03",
