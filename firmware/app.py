@@ -112,7 +112,10 @@ class App:
     # -- tasks ----------------------------------------------------------------------------
     async def _pen_task(self, checkin):
         pen = self.pen
+        needle = self.needle
+        needle.watch_loop()
         while True:
+            needle.loop_alive()
             pen.poll()
             checkin()
             await asyncio.sleep_ms(self.pen_poll_ms)

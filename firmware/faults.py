@@ -20,6 +20,7 @@ WATCHDOG = const(12)  # the pen was reset by the watchdog (a task hung)
 CARTRIDGE_LIMIT = const(13)  # the cartridge reached its stroke limit
 CALIBRATION_INVALID = const(14)  # the calibration table failed validation
 INTERNAL = const(15)  # an unexpected exception in the firmware
+LOOP_HUNG = const(16)  # the event loop stopped turning while the needle ran (tick dead-man)
 
 # code -> (name, words for the display and the protocol)
 TABLE = {
@@ -39,6 +40,7 @@ TABLE = {
     CARTRIDGE_LIMIT: ("cartridge_limit", "cartridge used up"),
     CALIBRATION_INVALID: ("calibration_invalid", "depth calibration invalid"),
     INTERNAL: ("internal", "internal error"),
+    LOOP_HUNG: ("loop_hung", "control loop hung"),
 }
 
 

@@ -128,6 +128,12 @@ class NeedleDrive:
     RUNAWAY_MARGIN_HZ = 10
     RUNAWAY_MS = 8
     RUNAWAY_REF_DECAY_HZ_PER_S = 200
+    # Dead-man on the event loop: while running, the loop must call loop_alive() within this
+    # silence, or the tick switches the motor off (LOOP_HUNG). Without it a hung loop (no
+    # buttons, no serial stop) would leave the needle running until the watchdog reset, ~3 s.
+    # Loop stalls of a healthy pen are a few ms (a GC, a display refresh); flash writes, which
+    # stall both cores, never happen while the motor runs.
+    LOOP_SILENCE_MS = 250
     OVERCURRENT_MA = 1000  # twice the highest current of a healthy run (start, load, slew)
     OVERCURRENT_MS = 5
     OC_BLANK_MS = 60
@@ -148,6 +154,8 @@ class NeedleDrive:
         self._motor = motor
         self._stroke = stroke
         self._analog = analog
+        self._loop_quiet = 0  # ticks since the event loop last called loop_alive()
+        self._loop_limit = 0  # 0: the dead-man is off (until watch_loop())
         self._interlock = interlock
         self.tick_hz = tick_hz
         self._tick_us = _US_PER_S // tick_hz
@@ -222,6 +230,16 @@ class NeedleDrive:
         return max(1, ms * self.tick_hz // (1000 * _SLOTS))
 
     # -- commands (thread context) ------------------------------------------------------------
+    def watch_loop(self, silence_ms=None):
+        """Arm the event-loop dead-man (the app calls this once its loop runs)."""
+        ms = self.LOOP_SILENCE_MS if silence_ms is None else silence_ms
+        self._loop_quiet = 0
+        self._loop_limit = ms * 1000 // self._tick_us
+
+    def loop_alive(self):
+        """The event loop turns: called from a task every few ms. Allocation-free."""
+        self._loop_quiet = 0
+
     def start(self, target_hz):
         """Soft start to target_hz. False if refused (fault latched, interlock, bad rate,
         battery already below its minimum: that latches BATTERY_LOW). Never raises."""
@@ -359,6 +377,12 @@ class NeedleDrive:
                 self._motor.coast()  # defence: nothing drives the motor unless running
             self.duty = 0
             return
+        if self._loop_limit:
+            q = self._loop_quiet + 1
+            self._loop_quiet = q
+            if q > self._loop_limit:
+                self._trip(faults.LOOP_HUNG)
+                return
         if self._run_ticks < self._oc_blank:
             self._run_ticks += 1
             if self._run_ticks == self._oc_blank:

@@ -27,6 +27,7 @@ from mphelp import SIM, check, info
 from drivers.watchdog import Watchdog
 from firmware.depth import DepthAxis
 from firmware.link import REPLY_WAIT_MS
+from firmware.needle import NeedleDrive
 from firmware.supervisor import Supervisor
 
 # Where the bounds come from: motor off from the needle drive's requirements (ND-07..ND-12); the
@@ -160,13 +161,14 @@ MATRIX = [
      "also": ["tests/mp/mptest_pen_watchdog.py::test_hung_task_stops_feeding_and_watchdog_resets"]},
     {"test": "test_hung_loop", "fault": "Hung event loop: no task runs",
      "inject": "`fault hang`", "when": "running 100 Hz at 1.00 mm",
-     "code": "watchdog", "off_ms": WDT_MS, "reset_ms": WDT_MS,
+     "code": "loop_hung, then watchdog", "off_ms": NeedleDrive.LOOP_SILENCE_MS + 15,
+     "reset_ms": WDT_MS,
      "latch_ms": WDT_MS + LATCH_MARGIN_MS, "safe_ms": WDT_MS + LATCH_MARGIN_MS + BLIND_MS,
-     "detect": "the watchdog resets the pen; until then the hard-timer control tick keeps "
-               "regulating the needle with all its protections",
-     "safe": "motor off at the reset; boots into FAULT (watchdog), stop driven in",
+     "detect": "the control tick's dead-man switches the motor off when the loop has not "
+               "reported in for LOOP_SILENCE_MS; the watchdog then resets the pen",
+     "safe": "motor off by the tick; after the reset FAULT (watchdog), stop driven in",
      "record": "after the reboot the `faults` log",
-     "reqs": "PS-11, SF-03",
+     "reqs": "ND-17, PS-11, SF-03",
      "also": [DEV + "test_hung_task_watchdog_resets_pen_into_safe_fault"]},
 ]  # fmt: skip
 
@@ -599,9 +601,10 @@ def test_hung_task():
 
 
 def test_hung_loop():
-    """SF-03, PS-11: the whole event loop hangs while the needle runs (no task, no supervisor
-    runs; the hard-timer control tick goes on regulating): the watchdog resets the pen within
-    its timeout, which boots into FAULT (watchdog) with the stop retracted."""
+    """SF-03, PS-11, ND-17: the whole event loop hangs while the needle runs (no task, no
+    supervisor runs): the control tick's dead-man switches the motor off within
+    LOOP_SILENCE_MS, and the watchdog resets the pen within its timeout, which boots into FAULT
+    (watchdog) with the stop retracted."""
 
     def hang(r):
         r.inject("hang")

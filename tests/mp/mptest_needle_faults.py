@@ -206,3 +206,24 @@ def test_clear_refused_while_the_rotor_turns_and_kill_is_allocation_free():
     r.run_ms(1500)
     check(r.plant.stroke_hz() == 0, "stands")
     check(r.drive.clear_fault() is True and r.drive.start(100) is True, "clear, then start")
+
+
+def test_hung_event_loop_dead_man():
+    """ND-17, SF-03: with the dead-man armed, a running needle whose event loop stops calling
+    loop_alive() is switched off within LOOP_SILENCE_MS (+ one tick) and LOOP_HUNG latches;
+    while the loop reports in every 10 ms, nothing trips for a whole second."""
+    r = _running(100, load=0.5)
+    d = r.drive
+    d.watch_loop()
+    for _ in range(100):  # the loop turning: 1 s
+        d.loop_alive()
+        r.run_ms(10)
+    check(d.fault == faults.NONE and sleep_pin(), "a live loop never trips the dead-man")
+    d.loop_alive()  # its last sign of life
+    t0 = SIM.now
+    dt = time_to_off_us((NeedleDrive.LOOP_SILENCE_MS + 20) * 1000)
+    check(dt is not None, "motor still on after the loop went silent")
+    ms = (SIM.now - t0) // 1000
+    info("loop silent: motor off after %d ms" % ms)
+    check(NeedleDrive.LOOP_SILENCE_MS <= ms <= NeedleDrive.LOOP_SILENCE_MS + 2, "off at %d ms" % ms)
+    _latched(r, faults.LOOP_HUNG)
