@@ -75,19 +75,9 @@ class App:
         self.settings.update(key, value, running=self.needle.running, override=override)
 
     def _on_setting(self, key, value):
-        """A setting is about to change (protocol `set`, a preset, a button): apply it to the
-        pen; a Refused vetoes the change."""
-        pen = self.pen
-        if key == "depth_mm":
-            if value != pen.target_um:
-                pen.set_depth_um(value)
-        elif key == "stroke_hz":
-            if value * 1000 != pen.rate_mhz:
-                pen.set_rate_hz(value)
-        elif key == "depth_limit_mm":
-            self.depth.set_limit_um(value)
-        elif key == "calib":
-            self.depth.set_calibration(value)
+        """A setting is about to change (protocol `set`, a preset, a button): the pen applies
+        it; a Refused vetoes the change."""
+        self.pen.apply_setting(key, value)
 
     def _on_event(self, ev):
         # Changes made while the needle ran are persisted once it has stopped.

@@ -492,6 +492,20 @@ class Pen:
             return 2
         return 1
 
+    def apply_setting(self, key, value):
+        """A setting is about to change (internal units): move the pen to it. Raises Refused
+        to veto the change (the settings then keep their old value)."""
+        if key == "depth_mm":
+            if value != self.target_um:
+                self.set_depth_um(value)
+        elif key == "stroke_hz":
+            if value * 1000 != self.rate_mhz:
+                self.set_rate_hz(value)
+        elif key == "depth_limit_mm":
+            self.depth.set_limit_um(value)
+        elif key == "calib":
+            self.depth.set_calibration(value)
+
     def set_rate_hz(self, hz):
         """The stroke rate for the next run (or now, while running)."""
         self.activity()

@@ -103,6 +103,12 @@ class FakeDepth:
     def position_um(self, v):
         self._pos = v
 
+    def set_limit_um(self, um):
+        self.limit_um = um
+
+    def set_calibration(self, table):
+        self.calib = table
+
     def home(self):
         self.homing = True
         self.busy = True

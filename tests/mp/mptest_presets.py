@@ -85,18 +85,12 @@ class Rig:
         pen.poll()
         check(pen.state == READY)
 
-    # firmware/app.py's App._store_setting and App._on_setting
+    # firmware/app.py's App._store_setting and App._on_setting (which calls pen.apply_setting)
     def _store_setting(self, key, value, override=False):
         self.settings.update(key, value, running=self.needle.running, override=override)
 
     def _on_setting(self, key, value):
-        pen = self.pen
-        if key == "depth_mm":
-            if value != pen.target_um:
-                pen.set_depth_um(value)
-        elif key == "stroke_hz":
-            if value * 1000 != pen.rate_mhz:
-                pen.set_rate_hz(value)
+        self.pen.apply_setting(key, value)
 
     def close(self):
         try:
