@@ -735,6 +735,23 @@ class Pen:
             self._goto(SLEEP, "idle")
 
     # -- status ------------------------------------------------------------------------------
+    def telemetry_into(self, v):
+        """One telemetry sample as ints into array v (firmware/link.py's fast path, 200 times a
+        second, so no status dict): state code (same order as firmware/telemetry.py STATES),
+        stroke rate in 0.1 Hz, target Hz, duty_u16, depth µm (0 while unknown), target depth
+        µm, current mA, battery mV, fault code."""
+        n = self.needle
+        pos = self.depth.position_um
+        v[0] = self.state
+        v[1] = (n.rate_mhz + 50) // 100
+        v[2] = self.rate_mhz // 1000
+        v[3] = n.duty
+        v[4] = 0 if pos is None else pos
+        v[5] = self.target_um
+        v[6] = n.current_ma
+        v[7] = n.battery_mv
+        v[8] = self.fault
+
     def status(self):
         n = self.needle
         d = self.depth

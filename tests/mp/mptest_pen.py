@@ -336,3 +336,30 @@ def test_axis_fault_at_boot_latches_instead_of_crashing():
     pen.start()
     pen.poll()
     check(pen.state == P.FAULT and pen.fault == F.CALIBRATION_INVALID)
+
+
+def test_telemetry_sample_matches_status():
+    """TM-3: the allocation-free telemetry sample (pen.telemetry_into, taken 200 times a second)
+    says what status() says, field by field, in every state a session passes through."""
+    from array import array
+
+    from firmware import telemetry as T
+
+    pen, needle, depth, clock, events = _armed_with_cartridge()
+    v = array("i", [0] * 9)
+    for step in ("armed", "running", "fault"):
+        if step == "running":
+            pen.run(120)
+            needle.rate_mhz = 119_950
+            needle.duty = 21_000
+            needle.current_ma = 230
+        elif step == "fault":
+            needle.fault = F.STALL
+            pen.poll()
+        pen.telemetry_into(v)
+        st = pen.status()
+        want = (T.state_code(st["state"]), int(round(st["stroke_hz"] * 10)), st["target_hz"],
+                st["duty"], int(round((st["depth_mm"] or 0) * 1000)),
+                int(round(st["target_depth_mm"] * 1000)), st["current_ma"], st["battery_mv"],
+                st["fault_code"])  # fmt: skip
+        check(tuple(v) == want, "%s: %r != %r" % (step, tuple(v), want))
