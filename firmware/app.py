@@ -88,10 +88,16 @@ class App:
                 pass
 
     def _on_hang(self, name):
-        # A task stopped reporting in: the watchdog will reset the pen; make it safe now.
+        # A task stopped reporting in: the watchdog will reset the pen; make it safe now, then
+        # let the state machine latch the fault, which closes the running pass and stores the
+        # session record (the motor is off, so the flash write is allowed) before the reset.
         self.needle.kill()
         self.board.safe()
         self.link.event({"event": "hang", "task": name})
+        try:
+            self.pen.latch_fault(F.LOOP_HUNG, "task %s hung" % name)
+        except Exception:  # noqa: BLE001 -- the reset comes anyway; the motor is already off
+            pass
 
     def status(self):
         st = self.pen.status()

@@ -600,6 +600,11 @@ class Pen:
         """Latch a fault from outside (e.g. the watchdog supervisor, the app)."""
         self._fault(code, detail)
 
+    def latch_fault(self, code, detail=""):
+        """A fault found outside the pen's own parts (e.g. the task supervisor): safe state,
+        latched, reported, and the running pass closed and stored."""
+        self._fault(code, detail)
+
     def _fault(self, code, detail=""):
         # Safe state first, bookkeeping second.
         self.needle.kill()

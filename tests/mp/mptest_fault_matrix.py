@@ -156,7 +156,8 @@ MATRIX = [
      "detect": "the supervisor switches the motor off and stops feeding; the watchdog resets",
      "safe": "bridge off and stepper disabled at once; after the reset FAULT (watchdog), "
              "stop driven in",
-     "record": "`~E` hang event; after the reboot the `faults` log",
+     "record": "`~E` hang event; the running pass stored with the fault (loop_hung); after "
+               "the reboot the `faults` log",
      "reqs": "PS-11, SF-03",
      "also": ["tests/mp/mptest_pen_watchdog.py::test_hung_task_stops_feeding_and_watchdog_resets"]},
     {"test": "test_hung_loop", "fault": "Hung event loop: no task runs",
@@ -596,6 +597,11 @@ def test_hung_task():
     rig, row, got, events = _hang_and_reboot("test_hung_task", hang)
     check(any(e.get("event") == "hang" and e.get("task") == "depth" for e in events),
           "no ~E hang event")  # fmt: skip
+    # The pass that was running is closed and stored before the reset, with the fault.
+    last = _stored_session(rig)
+    check(last is not None and last["passes"] and any(f["code"] == "loop_hung"
+                                                      for f in last["faults"]),
+          "session record after the hang: %r" % (last,))  # fmt: skip
     _report(row, got)
     rig.close()
 
