@@ -7,10 +7,10 @@ instruction-level emulator against the same arithmetic. One module per program f
 `register(models, pen)`."""
 
 
+import pio_hall
+import pio_stepper
+
+
 def register(models, pen):
-    for name in ("pio_hall", "pio_stepper"):
-        try:
-            mod = __import__(name)
-        except ImportError:
-            continue
-        mod.register(models, pen)
+    pio_hall.register(models, pen)
+    pio_stepper.register(models, pen)
