@@ -25,10 +25,6 @@ from pathlib import Path
 
 from . import paths
 
-# The RP2040's MicroPython heap is about 190 KB after boot, with the application frozen into
-# flash (manifest.py), so its code takes no heap there. The virtual pen's process holds more:
-# the simulator itself (plant, shims, side channel: about 64 KB) and the application's bytecode,
-# compiled from source into the heap (about 120 KB). Its heap is the pen's plus those.
 # The heap of the virtual pen's process. On the RP2040 the application is frozen into flash
 # (manifest.py), so its bytecode takes no heap and the firmware has about 190 KB of heap for its
 # data. This process holds three things in one heap: the firmware's data (the RP2040 budget),
@@ -39,7 +35,7 @@ FIRMWARE_HEAP_K = 190  # the RP2040's budget for the firmware's data
 # many small, short-lived objects share the heap with the firmware and fragment it, so that at
 # 64 KB a 2 KB reply list (`telemetry fetch` of 100 samples) failed with 94 KB free.
 SIM_ALLOWANCE_K = 96
-BYTECODE_ALLOWANCE_K = 192  # the application's .mpy bytecode in RAM (measured ~150 KB)
+BYTECODE_ALLOWANCE_K = 192  # the application's .mpy bytecode in RAM (bench: ~164 KB)
 HEAP = f"{FIRMWARE_HEAP_K + SIM_ALLOWANCE_K + BYTECODE_ALLOWANCE_K}K"
 _EXIT_CAUSE = {80: 1, 83: 3, 84: 4}  # exit status -> machine reset cause (PWRON, WDT, SOFT)
 
