@@ -67,12 +67,7 @@ def main():
     out["err_uncal_rms_um"] = round(rms, 1)
 
     # Calibrate from the gauge, home again, sweep in 0.05 mm steps.
-    table = rig.fit_calibration()
-    ax = rig.axis
-    ax.set_limit_um(3000)
-    rig.run()
-    ax.set_calibration(table)
-    rig.run()
+    table = rig.calibrate()
     rig.home()
     worst, rms = summary(sweep(rig, 50))
     out["err_cal_worst_um"] = worst

@@ -109,6 +109,17 @@ class Rig:
             s = min(s + every, last)
         return CalibrationTable.from_points(pairs)
 
+    def calibrate(self, limit_um=3000):
+        """Fit a table from the gauge, put the clinical limit back to `limit_um` and load the
+        table into the axis; returns the table."""
+        table = self.fit_calibration()
+        ax = self.axis
+        ax.set_limit_um(limit_um)
+        self.run()
+        ax.set_calibration(table)
+        self.run()
+        return table
+
 
 def mean_sd(xs):
     n = len(xs)

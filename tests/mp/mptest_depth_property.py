@@ -186,12 +186,7 @@ def test_true_protrusion_never_beyond_the_limit_when_calibrated():
     in force."""
     rig = Rig()
     rig.home()
-    table = rig.fit_calibration()
-    ax = rig.axis
-    ax.set_limit_um(3000)
-    rig.run()
-    ax.set_calibration(table)
-    rig.run()
+    rig.calibrate()
     rnd = Rand(0xD1A1)
     watch = Watch(rig, gauge_tol_um=20)
     watch.sync()
