@@ -6,4 +6,4 @@ import drivers.board
 if not getattr(drivers.board, "SAFE_MODE", False):
     import firmware.app
 
-    firmware.app.main()
+    firmware.app.main(drivers.board.build())

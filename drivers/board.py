@@ -49,8 +49,10 @@ class Board:
         from drivers.analog import Analog
         from drivers.buttons import Buttons
         from drivers.buzzer import Buzzer
+        from drivers.endstop import Endstop
         from drivers.motor import Motor
         from drivers.ssd1306 import SSD1306
+        from drivers.stepper_pio import StepperPIO
         from drivers.stroke_pio import StrokeCapture
         from drivers.watchdog import Watchdog
 
@@ -69,18 +71,10 @@ class Board:
         self.analog = Analog(machine.ADC(Pin(P.MOTOR_CURRENT)), machine.ADC(Pin(P.BATTERY)),
                              P.ADC_VREF_MV, P.CURRENT_MV_PER_A, P.BATTERY_DIVIDER)  # fmt: skip
         # Depth stop.
-        self.stepper = None
-        self.endstop = None
-        try:
-            from drivers.endstop import Endstop
-            from drivers.stepper_pio import StepperPIO
-
-            self.stepper = StepperPIO(STEPPER_SM, Pin(P.STEP, Pin.OUT, value=0),
-                                      Pin(P.DIR, Pin.OUT, value=0),
-                                      Pin(P.STEP_EN_N, Pin.OUT, value=1))  # fmt: skip
-            self.endstop = Endstop(Pin(P.ENDSTOP_N, Pin.IN, Pin.PULL_UP))
-        except ImportError:
-            pass
+        self.stepper = StepperPIO(STEPPER_SM, Pin(P.STEP, Pin.OUT, value=0),
+                                  Pin(P.DIR, Pin.OUT, value=0),
+                                  Pin(P.STEP_EN_N, Pin.OUT, value=1))  # fmt: skip
+        self.endstop = Endstop(Pin(P.ENDSTOP_N, Pin.IN, Pin.PULL_UP))
         # User interface.
         self.buttons = _buttons(Buttons)
         self.buzzer = Buzzer(machine.PWM(Pin(P.BUZZER), freq=2000, duty_u16=0))
@@ -106,11 +100,10 @@ class Board:
     def safe(self):
         """Hardware safe state from any context: needle bridge off, stepper off, buzzer off."""
         self.motor.coast()
-        if self.stepper is not None:
-            try:
-                self.stepper.enable(False)
-            except Exception:  # noqa: BLE001
-                pass
+        try:
+            self.stepper.enable(False)
+        except Exception:  # noqa: BLE001 -- the buzzer still goes off
+            pass
         self.buzzer.off()
 
 

@@ -41,9 +41,6 @@ class SerialLink:
             n += 1
         return n
 
-    def poller_object(self):
-        return self._in
-
     def writable(self):
         """True if the port can take data now."""
         return bool(self._pout.poll(0))

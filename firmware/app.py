@@ -38,22 +38,16 @@ class App:
         gc.collect()
         self.telemetry = Telemetry()
         self.board = board
-        self.serial_number = getattr(board, "serial_number", "")
+        self.serial_number = board.serial_number
         self.needle = NeedleDrive(board.motor, board.stroke, board.analog, tick_hz=TICK_HZ,
                                   interlock=self._needle_interlock)  # fmt: skip
         self.settings = Settings(Store(motor_running=lambda: self.needle.running))
         self.boot_fault = self.settings.load()
         s = self.settings
-        self.depth = DepthAxis(board.stepper, board.endstop, calib=s.raw("calib"),
-                               limit_um=s.raw("depth_limit_mm"))  # fmt: skip
+        self.depth = DepthAxis(board.stepper, board.endstop, calib=s.get("calib"),
+                               limit_um=s.get("depth_limit_mm"))  # fmt: skip
         self.sessions = Sessions(RecordLog(board.sessions_path))
-        self.pen = Pen(self.needle, self.depth, self.sessions, config=s.get)
-        # Button changes of depth and rate go through the settings (preset range, limits,
-        # persistence); the settings' change callback then moves the pen.
-        self.pen.store_setting = self._store_setting
-        self.pen.depth_range = s.depth_range_um
-        self.pen.preset_names = s.presets
-        s.on_change(self._on_setting)
+        self.pen = Pen(self.needle, self.depth, s, self.sessions)
         self.auth = Auth()
         self.ui = UI(self.pen, board.buttons.read, board.buzzer)
         self.display = None
@@ -70,14 +64,6 @@ class App:
     def _needle_interlock(self):
         """The drive's own check at start(): only the state machine's run() may start it."""
         return self.pen.state == ARMED and self.depth.homed and not self.depth.busy
-
-    def _store_setting(self, key, value, override=False):
-        self.settings.update(key, value, running=self.needle.running, override=override)
-
-    def _on_setting(self, key, value):
-        """A setting is about to change (protocol `set`, a preset, a button): the pen applies
-        it; a Refused vetoes the change."""
-        self.pen.apply_setting(key, value)
 
     def _on_event(self, ev):
         # Changes made while the needle ran are persisted once it has stopped.
@@ -147,11 +133,8 @@ class App:
         self.board.safe()
 
 
-def main(board=None):
-    if board is None:
-        import drivers.board
-
-        board = drivers.board.build()
+def main(board):
+    """Run the application on `board` (main.py builds it: drivers/board.py)."""
     app = App(board)
     try:
         asyncio.run(app.main())

@@ -14,6 +14,7 @@ import asyncio
 
 from firmware import faults as F
 from firmware import pen as P
+from firmware.schema import fmt_mm
 
 COLS = 16
 
@@ -29,8 +30,7 @@ _HINT = {
 
 
 def _mm(um):
-    v = (um + 5) // 10 if um > 0 else 0  # hundredths of a mm, rounded
-    return "%d.%02d" % (v // 100, v % 100)
+    return fmt_mm(um if um > 0 else 0, 2)
 
 
 def _lr(left, right):
@@ -79,18 +79,19 @@ class Display:
             return (top, words[0], words[1], last[:COLS])
         d = pen.depth
         pos = d.position_um
+        target = pen.targets.depth_um
         if d.homed and pos is not None:
             depth = "DEPTH " + _mm(pos) + "mm"
-            if d.busy and abs(pos - pen.target_um) > 5:
-                depth = "DEPTH %s>%s" % (_mm(pos), _mm(pen.target_um))
+            if d.busy and abs(pos - target) > 5:
+                depth = "DEPTH %s>%s" % (_mm(pos), _mm(target))
         else:
-            depth = "DEPTH --  " + _mm(pen.target_um)
+            depth = "DEPTH --  " + _mm(target)
         if st in (P.RUNNING, P.STOPPING):
             m = pen.needle.rate_mhz
-            rate = "RATE %d.%d/%d" % (m // 1000, m % 1000 // 100, pen.rate_mhz // 1000)
+            rate = "RATE %d.%d/%d" % (m // 1000, m % 1000 // 100, pen.targets.rate_hz)
         else:
-            rate = "RATE %dHz" % (pen.rate_mhz // 1000)
-        cart = ("C%d" % pen.cartridge) if pen.cartridge_ok else "C-"
+            rate = "RATE %dHz" % pen.targets.rate_hz
+        cart = ("C%d" % pen.cart.number) if pen.cart.ok else "C-"
         rate = _lr(rate, cart)
         if msg is not None:
             return (top, depth[:COLS], msg[0][:COLS], msg[1][:COLS])

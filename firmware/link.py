@@ -18,10 +18,10 @@ ahead (the host sees the gap in `seq` and fetches it with `telemetry fetch`).
 
 Sampling: while the stream is on (`telemetry on [HZ]`, any state) at its rate, else while the
 needle motor runs at the `telemetry_hz` setting, one sample per period on a drift-free schedule,
-into app.telemetry. Each sample comes from app.pen.telemetry_into(buf) if the facade has it
-(fills an array('i', 9) with state code (firmware/telemetry.py STATES), stroke rate in 0.1 Hz,
-target Hz, duty_u16, depth µm, target depth µm, current mA, battery mV, fault code: no garbage
-200 times a second), else from app.pen.status().
+into app.telemetry. Each sample comes from app.pen.telemetry_into(buf) (fills an
+array('i', 9) with state code (firmware/telemetry.py STATES), stroke rate in 0.1 Hz, target
+Hz, duty_u16, depth µm, target depth µm, current mA, battery mV, fault code: no garbage 200
+times a second).
 
 For the application: `SerialService(app, serial)`, `await service.run()`; `service.event(d)`
 sends `~E {json}` (register it as a pen listener); `service.set_stream(hz)`.
@@ -35,7 +35,7 @@ from array import array
 from micropython import const
 
 from firmware import errors as E
-from firmware.protocol import error, motor_running
+from firmware.protocol import error
 
 MAX_LINE = const(200)
 REPLY_WAIT_MS = const(2000)
@@ -147,12 +147,10 @@ class SerialService:
             self.unsolicited("~S " + st)
 
     def stop_now(self):
-        pen = getattr(self.app, "pen", None)
-        if pen is not None:
-            try:
-                pen.stop()
-            except Exception:  # noqa: BLE001 -- a refusal must not break the link
-                pass
+        try:
+            self.app.pen.stop()
+        except Exception:  # noqa: BLE001 -- a refusal must not break the link
+            pass
 
     # -- writing ----------------------------------------------------------------------------------
     def unsolicited(self, text):
@@ -241,33 +239,23 @@ class SerialService:
     # -- telemetry ---------------------------------------------------------------------------------
     def set_stream(self, hz):
         """Stream `~T` at hz (0: off). The stream starts with the next sample."""
-        tm = getattr(self.app, "telemetry", None)
         self.stream_hz = hz
-        if tm is not None:
-            self._cursor = tm.next_seq
+        self._cursor = self.app.telemetry.next_seq
 
     def _sample_hz(self):
         if self.stream_hz:
             return self.stream_hz
-        if motor_running(getattr(self.app, "pen", None)):
-            s = getattr(self.app, "settings", None)
-            return s.get("telemetry_hz") if s is not None else 50
+        if self.app.pen.motor_running():
+            return self.app.settings.get("telemetry_hz")
         return 0
 
     def _take(self, t, hz):
-        pen = getattr(self.app, "pen", None)
-        tm = self.app.telemetry
+        v = self._tv
         try:
-            fill = getattr(pen, "telemetry_into", None)
-            if fill is not None:
-                v = self._tv
-                fill(v)  # ints only: no status dict 200 times a second
-                tm.record(t, hz, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
-                return
-            st = pen.status() if pen is not None else self.app.status()
+            self.app.pen.telemetry_into(v)  # ints only: no status dict 200 times a second
         except Exception:  # noqa: BLE001 -- no sample this period
             return
-        tm.record_status(st, t, hz)
+        self.app.telemetry.record(t, hz, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
 
     def _stream(self):
         tm = self.app.telemetry
@@ -295,7 +283,7 @@ class SerialService:
         rem = 0
         cur = 0
         while True:
-            hz = self._sample_hz() if getattr(self.app, "telemetry", None) is not None else 0
+            hz = self._sample_hz()
             if not hz:
                 cur = 0
                 self._flush_outbox()

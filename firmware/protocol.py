@@ -11,15 +11,17 @@ Commands are the methods `cmd_<name>(args)`; the first line of each docstring is
 the rest its help: tools/gen_docs.py turns them into firmware/help.py (MicroPython drops
 docstrings), which `help` returns.
 
-What the protocol uses of the application (duck-typed; tests use fakes):
+What the protocol uses of the application (tests use fakes that implement all of it):
   app.pen        the state machine facade: home() arm() disarm() run(hz) stop()
-                 set_depth_um(um) clear_fault() confirm_cartridge() status()
-                 enter_service() exit_service() move_steps(n); optional: fault_log(),
-                 motor_running(), sessions; raises errors.Refused(code, message)
-  app.settings   firmware.settings.Settings   app.auth  firmware.auth.Auth
+                 clear_fault() confirm_cartridge() status() fault_log() motor_running()
+                 enter_service() exit_service() move_steps(n); raises
+                 errors.Refused(code, message)
+  app.pen.targets  the treatment targets' owner (firmware/targets.py): every `set`, `depth`,
+                 `calib set`, `preset delete`, `defaults` goes through it
+  app.settings   firmware.settings.Settings (reading, `save`)   app.auth  firmware.auth.Auth
   app.telemetry  firmware.telemetry.Telemetry app.link  firmware.link.SerialService
                  (set_stream(hz), stream_hz)
-  app.sessions   optional (else app.pen.sessions): list(), get(n), last()
+  app.sessions   list(), get(n), last()
   app.serial_number, app.board.pins.BOARD_REV: for `hello`
 """
 
@@ -36,25 +38,6 @@ from firmware.version import FIRMWARE_VERSION, PROTOCOL_VERSION
 _OOM = "error:19 out of memory"  # preallocated: the reply when nothing else can be built
 FETCH_MAX = 100
 FETCH_DEFAULT = 50
-_RUNNING_STATES = ("RUNNING", "STOPPING")
-
-
-def motor_running(pen):
-    """Whether the needle motor may be turning (True when in doubt: no flash writes then)."""
-    if pen is None:
-        return False
-    f = getattr(pen, "motor_running", None)
-    if f is not None:
-        return bool(f())
-    s = getattr(pen, "state", None)
-    if isinstance(s, int):
-        return s in (5, 6)  # firmware/pen.py RUNNING, STOPPING
-    if isinstance(s, str):
-        return s in _RUNNING_STATES
-    try:
-        return pen.status().get("state") in _RUNNING_STATES
-    except Exception:  # noqa: BLE001
-        return True
 
 
 def error(code, message=None):
@@ -92,34 +75,26 @@ class Protocol:
     def __init__(self, app):
         self.app = app
         self._sample = array("i", bytes(4 * 11))
-        self.handled = 0
 
     # -- helpers ------------------------------------------------------------------------------
     def _pen(self):
-        pen = getattr(self.app, "pen", None)
-        if pen is None:
-            raise Refused(E.BUSY, "the pen is not ready")
-        return pen
+        return self.app.pen
 
     def running(self):
-        return motor_running(getattr(self.app, "pen", None))
+        return self.app.pen.motor_running()
 
     def unlocked(self):
-        auth = getattr(self.app, "auth", None)
-        return auth is not None and auth.unlocked()
+        return self.app.auth.unlocked()
 
     def status(self):
-        pen = getattr(self.app, "pen", None)
-        st = pen.status() if pen is not None else self.app.status()
+        st = self.app.pen.status()
         st["firmware_version"] = FIRMWARE_VERSION
         st["protocol_version"] = PROTOCOL_VERSION
         st["unlocked"] = self.unlocked()
         return st
 
     def _sessions(self):
-        s = getattr(self.app, "sessions", None)
-        if s is None:
-            s = getattr(getattr(self.app, "pen", None), "sessions", None)
+        s = self.app.sessions
         if s is None:
             raise Refused(E.NOT_FOUND, "no session records on this pen")
         return s
@@ -128,7 +103,6 @@ class Protocol:
     def handle(self, line):
         """One received line (bytes) -> its reply (str, or list of str parts of one line).
         Never raises: even out of memory, the line gets its one (untagged) reply."""
-        self.handled += 1
         try:
             return self._handle(line)
         except MemoryError:
@@ -187,12 +161,10 @@ class Protocol:
         and board revision."""
         _nargs(args, 0, 0, "hello")
         app = self.app
-        board = getattr(app, "board", None)
-        serial = getattr(app, "serial_number", None) or getattr(board, "serial_number", "")
-        rev = getattr(getattr(board, "pins", None), "BOARD_REV", "")
         return json.dumps({
             "firmware_version": FIRMWARE_VERSION, "protocol_version": PROTOCOL_VERSION,
-            "schema_hash": schema_hash(), "serial": serial, "board_rev": rev})  # fmt: skip
+            "schema_hash": schema_hash(), "serial": app.serial_number,
+            "board_rev": app.board.pins.BOARD_REV})  # fmt: skip
 
     def cmd_status(self, args):
         """status
@@ -216,14 +188,10 @@ class Protocol:
         pen = self._pen()
         st = pen.status()
         log = []
-        fl = getattr(pen, "fault_log", None)
-        if fl is not None:
-            for t, name in fl():
-                log.append({"t_ms": t, "fault": name})
-        s = getattr(self.app, "settings", None)
-        return json.dumps({"fault": st.get("fault"), "fault_code": st.get("fault_code", 0),
-                           "log": log,
-                           "settings": s.load_status if s is not None else None})  # fmt: skip
+        for t, name in pen.fault_log():
+            log.append({"t_ms": t, "fault": name})
+        return json.dumps({"fault": st["fault"], "fault_code": st["fault_code"], "log": log,
+                           "settings": self.app.settings.load_status})  # fmt: skip
 
     # -- settings -----------------------------------------------------------------------------
     def cmd_get(self, args):
@@ -247,9 +215,7 @@ class Protocol:
         if key != "calib" and len(args) != 2:
             raise Refused(E.BAD_ARGUMENT, "usage: set KEY VALUE")
         value = " ".join(args[1:])
-        s = self.app.settings
-        stored = s.set(key, value, unlocked=self.unlocked(), running=self.running(),
-                       override=override)  # fmt: skip
+        stored = self.app.pen.targets.set(key, value, "serial", override, self.unlocked())
         return '{"%s": %s}' % (key, stored)
 
     def cmd_settings(self, args):
@@ -274,7 +240,7 @@ class Protocol:
         """defaults
         Factory defaults for every setting, protected ones included (needs unlock; stopped)."""
         _nargs(args, 0, 0, "defaults")
-        self.app.settings.defaults(unlocked=self.unlocked(), running=self.running())
+        self.app.pen.targets.defaults(self.unlocked())
 
     def cmd_preset(self, args):
         """preset list | preset delete NAME
@@ -291,7 +257,7 @@ class Protocol:
             return '{"active": %s, "presets": {%s}}' % (
                 json.dumps(s.get("preset.active")), ", ".join(parts))
         if len(args) == 2 and args[0] == "delete":
-            s.delete_preset(args[1], unlocked=self.unlocked(), running=self.running())
+            self.app.pen.targets.delete_preset(args[1], self.unlocked())
             return None
         raise Refused(E.BAD_ARGUMENT, "usage: preset list | preset delete NAME")
 
@@ -303,8 +269,8 @@ class Protocol:
         if args == ["get"]:
             return s.text("calib")
         if len(args) >= 2 and args[0] == "set":
-            return s.set("calib", " ".join(args[1:]), unlocked=self.unlocked(),
-                         running=self.running())  # fmt: skip
+            return self.app.pen.targets.set("calib", " ".join(args[1:]), "serial", False,
+                                            self.unlocked())  # fmt: skip
         raise Refused(E.BAD_ARGUMENT, "usage: calib get | calib set [steps, um, ...]")
 
     # -- the clinician lock ---------------------------------------------------------------------
@@ -356,7 +322,7 @@ class Protocol:
         """run [HZ]
         Start the needle (soft start) at HZ or at stroke_hz; while running, change the rate."""
         _nargs(args, 0, 1, "run [HZ]")
-        hz = _int_arg(args[0], "HZ", 1, 1000) if args else None
+        hz = self.app.settings.parse("stroke_hz", args[0]) if args else None
         self._pen().run(hz)
 
     def cmd_stop(self, args):
@@ -372,9 +338,7 @@ class Protocol:
         over = len(args) == 2
         if over and args[1] != "override":
             raise Refused(E.BAD_ARGUMENT, "usage: depth MM [override]")
-        s = self.app.settings
-        stored = s.set("depth_mm", args[0], unlocked=self.unlocked(), running=self.running(),
-                       override=over)  # fmt: skip
+        stored = self.app.pen.targets.set("depth_mm", args[0], "serial", over, self.unlocked())
         return '{"target_depth_mm": %s}' % stored
 
     def cmd_clear(self, args):
@@ -416,10 +380,10 @@ class Protocol:
         Stream `~T` samples at HZ (1..200, default telemetry_hz), stop the stream, fetch up
         to N (1..100, default 50) kept samples from SEQ on, or show the ring's state."""
         tm = self.app.telemetry
-        link = getattr(self.app, "link", None)
+        link = self.app.link
         if not args:
             d = tm.info()
-            d["stream_hz"] = getattr(link, "stream_hz", 0)
+            d["stream_hz"] = link.stream_hz
             return json.dumps(d)
         sub = args[0]
         if sub == "on":
@@ -428,14 +392,11 @@ class Protocol:
                 hz = _int_arg(args[1], "HZ", 1, 200)
             else:
                 hz = self.app.settings.get("telemetry_hz")
-            if link is None:
-                raise Refused(E.BUSY, "no serial link")
             link.set_stream(hz)
             return '{"stream_hz": %d, "next_seq": %d}' % (hz, tm.next_seq)
         if sub == "off":
             _nargs(args, 1, 1, "telemetry off")
-            if link is not None:
-                link.set_stream(0)
+            link.set_stream(0)
             return None
         if sub == "fetch":
             _nargs(args, 2, 3, "telemetry fetch SEQ [N]")

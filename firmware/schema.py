@@ -18,6 +18,7 @@ Presets: `preset.NAME.depth_min_mm`, `.depth_max_mm`, `.depth_default_mm` (mm) a
 """
 
 import json
+from collections import namedtuple
 
 try:
     from micropython import const
@@ -42,65 +43,77 @@ _MM_GRID = const(10)  # µm: depths are set in 0.01 mm steps
 CALIB_DEFAULT = (0, -100, 1440, 3680)
 CALIB_MAX_POINTS = const(32)
 
-# name, type, unit, min, max, default, flags, help
+
+# One row of the schema: name, type, unit at the edge, bounds and default (internal units),
+# flags, help text.
+Setting = namedtuple("Setting", ("name", "type", "unit", "lo", "hi", "default", "flags", "help"))
+
+
 SCHEMA = (
-    ("depth_mm", "mm", "mm", 0, 3000, 500, STOPPED,
+    Setting("depth_mm", "mm", "mm", 0, 3000, 500, STOPPED,
      "needle depth target (set while the needle is stopped: one pass, one depth)"),
-    ("depth_limit_mm", "mm", "mm", 250, 3000, 2500, PROTECTED | STOPPED,
+    Setting("depth_limit_mm", "mm", "mm", 250, 3000, 2500, PROTECTED | STOPPED,
      "deepest depth the pen accepts (clinic limit)"),
-    ("depth_step_mm", "mm", "mm", 10, 500, 50, 0,
+    Setting("depth_step_mm", "mm", "mm", 10, 500, 50, 0,
      "depth change per plus/minus press"),
-    ("stroke_hz", "int", "Hz", 50, 150, 100, 0,
+    Setting("stroke_hz", "int", "Hz", 50, 150, 100, 0,
      "needle stroke rate target"),
-    ("stroke_hz_min", "int", "Hz", 50, 150, 50, PROTECTED | STOPPED,
+    Setting("stroke_hz_min", "int", "Hz", 50, 150, 50, PROTECTED | STOPPED,
      "lowest stroke rate the pen accepts"),
-    ("stroke_hz_max", "int", "Hz", 50, 150, 150, PROTECTED | STOPPED,
+    Setting("stroke_hz_max", "int", "Hz", 50, 150, 150, PROTECTED | STOPPED,
      "highest stroke rate the pen accepts"),
-    ("stroke_hz_step", "int", "Hz", 1, 25, 5, 0,
+    Setting("stroke_hz_step", "int", "Hz", 1, 25, 5, 0,
      "stroke rate change per button step"),
-    ("telemetry_hz", "int", "Hz", 1, 200, 50, 0,
+    Setting("telemetry_hz", "int", "Hz", 1, 200, 50, 0,
      "telemetry sample rate while the needle runs (and default of `telemetry on`)"),
-    ("cartridge_stroke_limit", "int", "strokes", 1000, 1000000, 200000, PROTECTED | STOPPED,
+    Setting("cartridge_stroke_limit", "int", "strokes", 1000, 1000000, 200000, PROTECTED | STOPPED,
      "strokes per cartridge, then the pen stops"),
-    ("cartridge_warn_pct", "int", "%", 50, 99, 90, 0,
+    Setting("cartridge_warn_pct", "int", "%", 50, 99, 90, 0,
      "warn when a cartridge has used this share of its strokes"),
-    ("sleep_s", "int", "s", 30, 3600, 300, 0,
+    Setting("sleep_s", "int", "s", 30, 3600, 300, 0,
      "idle time before the pen sleeps"),
-    ("disarm_after_s", "int", "s", 10, 600, 120, 0,
+    Setting("disarm_after_s", "int", "s", 10, 600, 120, 0,
      "an armed pen left alone disarms itself after this time"),
-    ("calib", "calib", "[steps, um, ...]", 2, CALIB_MAX_POINTS, CALIB_DEFAULT,
+    Setting("calib", "calib", "[steps, um, ...]", 2, CALIB_MAX_POINTS, CALIB_DEFAULT,
      PROTECTED | STOPPED,
      "depth calibration: flat list of (microsteps, µm) points, both strictly increasing"),
-    ("preset.active", "preset", "", 0, 0, "none", PROTECTED | STOPPED,
+    Setting("preset.active", "preset", "", 0, 0, "none", PROTECTED | STOPPED,
      "selected preset (loads its default depth and stroke rate), or none"),
-    ("preset.*.depth_min_mm", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
+    Setting("preset.*.depth_min_mm", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
      "preset: shallowest depth"),
-    ("preset.*.depth_max_mm", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
+    Setting("preset.*.depth_max_mm", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
      "preset: deepest depth"),
-    ("preset.*.depth_default_mm", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
+    Setting("preset.*.depth_default_mm", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
      "preset: depth loaded when the preset is selected"),
-    ("preset.*.stroke_hz", "int", "Hz", 50, 150, None, PROTECTED | STOPPED,
+    Setting("preset.*.stroke_hz", "int", "Hz", 50, 150, None, PROTECTED | STOPPED,
      "preset: stroke rate loaded when the preset is selected"),
 )  # fmt: skip
 
 PRESET_FIELDS = ("depth_min_mm", "depth_max_mm", "depth_default_mm", "stroke_hz")
-# Names firmware/pen.py asks its config getter for -> the schema's names.
-ALIASES = {"cartridge_strokes": "cartridge_stroke_limit", "sleep_after_s": "sleep_s"}
 
 _BY_NAME = {}
 for _e in SCHEMA:
-    _BY_NAME[_e[0]] = _e
-_SCALARS = tuple(e[0] for e in SCHEMA if not e[0].startswith("preset.*."))
+    _BY_NAME[_e.name] = _e
+_SCALARS = tuple(e.name for e in SCHEMA if not e.name.startswith("preset.*."))
 
 
 # -- values at the edge ------------------------------------------------------------------------
-def fmt_mm(um):
-    """µm -> mm text, 2 decimals (3 when not on the 0.01 mm grid): 1250 -> '1.25'."""
+def fmt_mm(um, places=0):
+    """µm -> mm text: the one place the firmware writes a depth for people and hosts.
+    places 0: 2 decimals, 3 when not on the 0.01 mm grid (1250 -> '1.25', 1255 -> '1.255');
+    2: rounded to 0.01 mm (the display); 3: always 3 decimals (telemetry)."""
     sign = "-" if um < 0 else ""
     um = -um if um < 0 else um
-    if um % 10:
+    if places == 2:
+        um = (um + 5) // 10 * 10
+    if places == 3 or (places == 0 and um % 10):
         return "%s%d.%03d" % (sign, um // 1000, um % 1000)
     return "%s%d.%02d" % (sign, um // 1000, (um % 1000) // 10)
+
+
+def to_mm(um):
+    """µm -> mm as a number, for JSON at the protocol's edge."""
+    return um / 1000
 
 
 def digits(s):
@@ -168,15 +181,15 @@ def check_calib(flat):
 
 
 def _range_text(e):
-    if e[1] == "mm":
-        return "%s..%s mm" % (fmt_mm(e[3]), fmt_mm(e[4]))
-    return "%d..%d %s" % (e[3], e[4], e[2])
+    if e.type == "mm":
+        return "%s..%s mm" % (fmt_mm(e.lo), fmt_mm(e.hi))
+    return "%d..%d %s" % (e.lo, e.hi, e.unit)
 
 
 def _parse_value(e, text):
     """Text -> internal value for schema entry e (type and static bounds). Raises Refused."""
-    typ = e[1]
-    name = e[0]
+    typ = e.type
+    name = e.name
     if typ == "calib":
         try:
             v = json.loads(text)
@@ -197,18 +210,18 @@ def _parse_value(e, text):
 
 def _check_bounds(e, v):
     if not _is_int(v):
-        raise Refused(E.BAD_ARGUMENT, e[0] + " must be a number")
-    if not e[3] <= v <= e[4]:
-        raise Refused(E.OUT_OF_RANGE, "%s must be %s" % (e[0], _range_text(e)))
-    if e[1] == "mm" and v % _MM_GRID:
-        raise Refused(E.BAD_ARGUMENT, e[0] + " takes steps of 0.01 mm")
+        raise Refused(E.BAD_ARGUMENT, e.name + " must be a number")
+    if not e.lo <= v <= e.hi:
+        raise Refused(E.OUT_OF_RANGE, "%s must be %s" % (e.name, _range_text(e)))
+    if e.type == "mm" and v % _MM_GRID:
+        raise Refused(E.BAD_ARGUMENT, e.name + " takes steps of 0.01 mm")
 
 
 def _text(e, v):
     """Internal value -> the value's text as JSON (and as `set` takes it, for non-strings)."""
     if v is None:
         return "null"
-    typ = e[1]
+    typ = e.type
     if typ == "mm":
         return fmt_mm(v)
     if typ == "calib":
@@ -223,20 +236,20 @@ def canonical_schema():
     """The schema as text, one line per setting; its sha256 is the handshake's schema_hash."""
     lines = []
     for e in SCHEMA:
-        d = e[5]
+        d = e.default
         if d is None:
             dt = "-"
-        elif e[1] == "calib":
+        elif e.type == "calib":
             dt = _text(e, list(d))
-        elif e[1] == "preset":
+        elif e.type == "preset":
             dt = d
         else:
             dt = _text(e, d)
-        lo = fmt_mm(e[3]) if e[1] == "mm" else str(e[3])
-        hi = fmt_mm(e[4]) if e[1] == "mm" else str(e[4])
+        lo = fmt_mm(e.lo) if e.type == "mm" else str(e.lo)
+        hi = fmt_mm(e.hi) if e.type == "mm" else str(e.hi)
         lines.append("%s|%s|%s|%s|%s|%s|%d|%d" % (
-            e[0], e[1], e[2], lo, hi, dt, 1 if e[6] & PROTECTED else 0,
-            1 if e[6] & STOPPED else 0))  # fmt: skip
+            e.name, e.type, e.unit, lo, hi, dt, 1 if e.flags & PROTECTED else 0,
+            1 if e.flags & STOPPED else 0))  # fmt: skip
     lines.append("max_presets|%d|name_max|%d|grid_um|%d" % (MAX_PRESETS, NAME_MAX, _MM_GRID))
     return "\n".join(lines) + "\n"
 
@@ -270,6 +283,6 @@ def entry(key):
 def _defaults():
     v = {}
     for name in _SCALARS:
-        d = _BY_NAME[name][5]
+        d = _BY_NAME[name].default
         v[name] = list(d) if isinstance(d, tuple) else d
     return v

@@ -305,3 +305,83 @@ class Sessions:
             return self.current
         recs = self.log.latest()
         return recs[-1] if recs else None
+
+
+class Cartridge:
+    """The fitted cartridge and its passes, for the state machine (firmware/pen.py): its
+    number, whether it has strokes left, the strokes used (completed passes + the running one),
+    the warning and the limit; and the session record (a `Sessions`, optional) that the passes,
+    faults and overrides go into."""
+
+    LIMIT = const(1)  # check(): the cartridge is spent
+    WARN = const(2)  # check(): it has used its warning share
+
+    def __init__(self, sessions=None, clock=None):
+        self.sessions = sessions
+        self._ms = clock or time.ticks_ms
+        self.number = 0  # confirmed cartridge number (0: none since boot)
+        self.ok = False  # a confirmed cartridge with strokes left
+        self.warned = False
+        self.strokes = 0  # strokes on the current cartridge
+        self._base = 0  # strokes of its completed passes
+        self._strokes0 = 0  # the drive's stroke count when the running pass began
+
+    def new(self, depth_um, rate_hz):
+        """A new cartridge is fitted: closes the previous session, opens the next one."""
+        if self.sessions is not None:
+            info = {"depth_um": depth_um, "rate_mhz": rate_hz * 1000}
+            self.number = self.sessions.new_cartridge(info)
+        else:
+            self.number += 1
+        self.ok = True
+        self.warned = False
+        self.strokes = 0
+        self._base = 0
+        return self.number
+
+    def pass_begin(self, strokes_now, depth_um, rate_hz, preset):
+        self._strokes0 = strokes_now
+        if self.sessions is not None:
+            self.sessions.pass_begin(depth_um, rate_hz * 1000, strokes_now, self._ms(), preset)
+
+    def pass_end(self, strokes_now):
+        self._base += strokes_now - self._strokes0
+        self._strokes0 = strokes_now
+        self.strokes = self._base
+        if self.sessions is not None:
+            self.sessions.pass_end(strokes_now, self._ms())
+
+    def check(self, strokes_now, limit, warn_pct):
+        """While running: 0, or LIMIT once spent (no strokes left), or WARN once."""
+        used = self._base + strokes_now - self._strokes0
+        self.strokes = used
+        if used >= limit:
+            self.ok = False
+            return self.LIMIT
+        if not self.warned and used * 100 >= limit * warn_pct:
+            self.warned = True
+            return self.WARN
+        return 0
+
+    def add_fault(self, name):
+        if self.sessions is not None and self.ok:
+            self.sessions.add_fault(name, self._ms())
+
+    def add_spent(self, name):
+        if self.sessions is not None:
+            self.sessions.add_fault(name, self._ms())
+
+    def add_override(self, from_um, to_um, by, preset):
+        if self.sessions is not None:
+            self.sessions.add_override(from_um, to_um, by, preset, self._ms())
+
+    def store(self):
+        """Write the session record (flash: call only with the motor off). Returns None, or
+        the error's text when it cannot be written (which never stops the pen)."""
+        if self.sessions is None:
+            return None
+        try:
+            self.sessions.commit()
+        except (OSError, ValueError, MemoryError) as e:
+            return str(e)
+        return None

@@ -1,34 +1,30 @@
-"""The pen's live settings, checked against the schema (firmware/schema.py).
+"""The pen's stored settings, checked against the schema (firmware/schema.py). Passive: it
+loads, validates, saves atomically and dumps; it commands nothing and tells no one. The owner
+of the treatment targets (firmware/targets.py) is the one caller that changes them on the pen:
+it asks `check()` for the settings after a change, commands the actuators, then `commit()`s.
 
 Presets: each field is checked on its own when set; a preset is checked as a whole (min <=
 default <= max <= the depth limit, stroke_hz within stroke_hz_min..max) when it is selected
 with `preset.active NAME`, which then loads its default depth and stroke rate. Editing a field of
 the active preset deselects it (`preset.active` becomes "none"); the host selects it again after
 sending all its fields. While a preset is active, `depth_mm` must stay inside its range unless
-the change is an explicit override. The buttons (`update`) may select a stored preset without
-the unlock: choosing among the clinic's presets is everyday use, while their numbers, `none`
-(no range at all) and every other protected setting still need it.
+the change is an explicit override.
 
 Cross-setting rules (always true of the stored set): depth_mm <= depth_limit_mm;
 stroke_hz_min <= stroke_hz <= stroke_hz_max; an active preset is valid. A change that would break
 one is refused (nothing clamped).
 
-Use by the application:
     s = Settings(store)                 # store: firmware.store.Store or None (RAM only)
     fault = s.load()                    # 0, or faults.SETTINGS_CORRUPT (defaults in use)
-    s.on_change(fn)                     # fn(key, value) in internal units, BEFORE the change is
-                                        # committed; fn may raise errors.Refused to veto it
-                                        # (the setting then stays as it was)
-    s.get(key)                          # value in the schema's unit (mm float, Hz int, list
-                                        # for calib): firmware/pen.py's config getter
-    s.raw(key)                          # internal value (µm for mm)
-    s.update(key, value, running=..)    # internal value from firmware (buttons): same checks
-    s.flush()                           # persist pending changes (call while stopped)
-    s.depth_range_um()                  # (lo, hi) allowed for depth_mm now (preset, limit);
-                                        # while observers are told of a change: after it
-A change made while the motor runs is applied at once but persisted by `flush()` (the app calls
-it when the needle has stopped); a change made while stopped is persisted before `set` returns,
-and if the write fails, nothing changed (error STORAGE).
+    s.get(key)                          # internal value (µm for mm, Hz, list for calib)
+    s.parse(key, text)                  # the protocol's text -> internal value (Refused)
+    new = s.check(key, value, ...)      # the settings after the change (Refused: not allowed)
+    s.commit(new, running)              # make `new` current; persisted now while stopped
+                                        # (Refused STORAGE: the write failed, nothing changed)
+    s.flush()                           # persist changes made while the motor ran
+    s.depth_range_um()                  # (lo, hi) allowed for depth_mm (preset, limit)
+    s.set(key, text, ...)               # parse + check + commit: a copy of the settings with
+                                        # no actuators behind it (the host's `pen settings`)
 """
 
 import json
@@ -39,7 +35,6 @@ from firmware.errors import Refused
 from firmware.schema import (  # noqa: F401 -- re-exported: the schema's names live here too
     _BY_NAME,
     _SCALARS,
-    ALIASES,
     CALIB_DEFAULT,
     CALIB_MAX_POINTS,
     MAX_PRESETS,
@@ -68,46 +63,14 @@ class Settings:
         self.store = store
         self._v = _defaults()
         self._presets = {}  # name -> [min_um, max_um, default_um, hz] (None = not set yet)
-        self._observers = []
-        self._next = None  # (values, presets) being committed while observers are told
         self.dirty = False
         self.boot_fault = F.NONE
         self.load_status = "defaults"
 
-    # -- observers ------------------------------------------------------------------------
-    def on_change(self, fn):
-        """Register fn(key, value): called with the internal value before a change is
-        committed; raising errors.Refused vetoes the change."""
-        self._observers.append(fn)
-
-    def _notify(self, changes):
-        """changes: list of (key, old, new). Roll back what was notified if one refuses."""
-        done = []
-        try:
-            for key, old, new in changes:
-                for fn in self._observers:
-                    fn(key, new)
-                    done.append((fn, key, old))
-        except Exception:
-            for fn, key, old in reversed(done):
-                try:
-                    fn(key, old)
-                except Exception:  # noqa: BLE001 -- best effort: put the old value back
-                    pass
-            raise
-
-    def _tell(self, changes, v, presets):
-        """Notify with `depth_range_um()` answering for the values after the change."""
-        self._next = (v, presets)
-        try:
-            self._notify(changes)
-        finally:
-            self._next = None
-
     # -- reading --------------------------------------------------------------------------
-    def raw(self, key):
-        """Internal value of a setting (µm for mm, Hz, list for calib); KeyError if unknown."""
-        key = ALIASES.get(key, key)
+    def get(self, key):
+        """Internal value of a setting (µm for mm, Hz, list for calib, preset name); KeyError
+        if unknown."""
         if key in self._v:
             v = self._v[key]
             return list(v) if isinstance(v, list) else v
@@ -118,26 +81,13 @@ class Settings:
                 return p[PRESET_FIELDS.index(key.split(".")[2])]
         raise KeyError(key)
 
-    def get(self, key):
-        """Value in the schema's unit (mm as float, Hz as int, calib list, preset name):
-        what the key's name says; the pen's config getter. KeyError if unknown."""
-        key = ALIASES.get(key, key)
-        v = self.raw(key)
-        e = entry(key)
-        if e is not None and e[1] == "mm" and v is not None:
-            return v / 1000
-        return v
-
-    config = get
-
     def text(self, key):
         """The stored value as JSON text ('0.50', '100', '"none"', '[0,-100,...]')."""
-        key = ALIASES.get(key, key)
         e = entry(key)
         if e is None:
             raise Refused(E.UNKNOWN_SETTING, "unknown setting: " + key[:40])
         try:
-            return _text(e, self.raw(key))
+            return _text(e, self.get(key))
         except KeyError:
             raise Refused(E.UNKNOWN_SETTING, "no such preset: " + key[:40]) from None
 
@@ -164,11 +114,10 @@ class Settings:
         return "{" + ", ".join(parts) + "}"
 
     def depth_range_um(self):
-        """(lo, hi) µm that depth_mm may take now: the active preset's range, else 0..limit.
-        While observers are told of a change, the range after it (a preset being selected)."""
-        v, presets = self._next or (self._v, self._presets)
+        """(lo, hi) µm that depth_mm may take now: the active preset's range, else 0..limit."""
+        v = self._v
         lim = v["depth_limit_mm"]
-        p = presets.get(v["preset.active"])
+        p = self._presets.get(v["preset.active"])
         if p is None:
             return 0, lim
         return p[0], min(p[1], lim)
@@ -179,47 +128,34 @@ class Settings:
 
         return crc32(self._payload())
 
-    # -- changing ---------------------------------------------------------------------------
-    def set(self, key, text, unlocked=False, running=False, override=False):
-        """Protocol `set KEY VALUE`: parse, check, apply, persist (if stopped). Returns the
-        stored value's text. Raises Refused; then nothing changed."""
+    # -- checking a change (pure: nothing changes here) ------------------------------------
+    def parse(self, key, text):
+        """The protocol's text of a value -> its internal value (schema type and bounds)."""
         e = entry(key)
         if e is None:
             raise Refused(E.UNKNOWN_SETTING, "unknown setting: " + key[:40])
-        self._check_access(key, e, unlocked, running)
         if key.startswith("preset.") and key != "preset.active":
-            name = key.split(".")[1]
-            if not valid_name(name):
+            if not valid_name(key.split(".")[1]):
                 raise Refused(E.BAD_ARGUMENT, "preset names: a-z, 0-9, _ (<= 24, not 'none')")
-        value = _parse_value(e, text)
-        return self._apply(key, e, value, running, override)
+        return _parse_value(e, text)
 
-    def update(self, key, value, running=False, override=False, unlocked=False):
-        """A change from the firmware itself (buttons), internal units; same checks as set."""
-        key = ALIASES.get(key, key)
+    def check(self, key, value, unlocked=False, running=False, override=False):
+        """The settings after `key` takes `value` (internal units), as (values, presets), or
+        Refused when the schema, the lock, the motor or a cross-setting rule says no."""
         e = entry(key)
         if e is None:
             raise Refused(E.UNKNOWN_SETTING, "unknown setting: " + key[:40])
-        if key == "preset.active" and value in self._presets:
-            unlocked = True  # selecting a stored preset: see the module's docstring
         self._check_access(key, e, unlocked, running)
-        if e[1] in ("int", "mm"):
+        if e.type in ("int", "mm"):
             _check_bounds(e, value)
-        elif e[1] == "calib":
+        elif e.type == "calib":
             value = check_calib(value)
-        return self._apply(key, e, value, running, override)
-
-    def _check_access(self, key, e, unlocked, running):
-        if e[6] & PROTECTED and not unlocked:
-            raise Refused(E.LOCKED, key[:40] + " is protected: unlock first")
-        if e[6] & STOPPED and running:
-            raise Refused(E.MOTOR_RUNNING, key[:40] + " changes only while the needle is stopped")
-
-    def _apply(self, key, e, value, running, override):
         v = dict(self._v)
         presets = self._presets
         if key.startswith("preset.") and key != "preset.active":
             _, name, field = key.split(".")
+            if not valid_name(name):
+                raise Refused(E.BAD_ARGUMENT, "preset names: a-z, 0-9, _ (<= 24, not 'none')")
             presets = dict(presets)
             p = presets.get(name)
             if p is None:
@@ -253,41 +189,63 @@ class Settings:
         bad = self._invariant_problem(v, presets)
         if bad:
             raise Refused(bad[0], bad[1])
-        return self._commit(v, presets, running, key, e)
+        return v, presets
 
-    def _commit(self, v, presets, running, key, e):
-        changes = []
-        for k in _SCALARS:
-            if v[k] != self._v[k]:
-                changes.append((k, self._v[k], v[k]))
-        if presets is not self._presets:
-            changes.append((key, self._get_in(self._presets, key), self._get_in(presets, key)))
-        self._tell(changes, v, presets)
-        old_v, old_p = self._v, self._presets
-        self._v, self._presets = v, presets
-        if changes:
-            if running or self.store is None:
-                self.dirty = self.store is not None
-            else:
-                try:
-                    self.store.save(self._payload())
-                    self.dirty = False
-                except Refused:
-                    self._v, self._presets = old_v, old_p
-                    try:
-                        self._notify([(c[0], c[2], c[1]) for c in changes])
-                    except Exception:  # noqa: BLE001 -- best effort
-                        pass
-                    raise
-        if key in self._v:
-            return _text(e, self._v[key])
-        return _text(e, self._get_in(self._presets, key))
+    def check_delete(self, name, unlocked=False, running=False):
+        """The settings without preset `name` (deselected if active), or Refused."""
+        self._check_access("preset", _BY_NAME["preset.active"], unlocked, running)
+        if name not in self._presets:
+            raise Refused(E.NOT_FOUND, "no preset named " + name[:30])
+        v = dict(self._v)
+        if v["preset.active"] == name:
+            v["preset.active"] = "none"
+        presets = dict(self._presets)
+        del presets[name]
+        return v, presets
+
+    def check_defaults(self, unlocked=False, running=False):
+        """Factory defaults for every setting (protected ones included: needs unlock)."""
+        if not unlocked:
+            raise Refused(E.LOCKED, "defaults resets protected settings: unlock first")
+        if running:
+            raise Refused(E.MOTOR_RUNNING)
+        return _defaults(), {}
 
     @staticmethod
-    def _get_in(presets, key):
+    def _check_access(key, e, unlocked, running):
+        if e.flags & PROTECTED and not unlocked:
+            raise Refused(E.LOCKED, key[:40] + " is protected: unlock first")
+        if e.flags & STOPPED and running:
+            raise Refused(E.MOTOR_RUNNING, key[:40] + " changes only while the needle is stopped")
+
+    @staticmethod
+    def value_in(new, key):
+        """The value of `key` in a checked change (values, presets), internal units."""
+        v, presets = new
+        if key in v:
+            return v[key]
         parts = key.split(".")
         p = presets.get(parts[1])
         return None if p is None else p[PRESET_FIELDS.index(parts[2])]
+
+    # -- changing ---------------------------------------------------------------------------
+    def commit(self, new, running=False):
+        """Make a checked change current. While stopped it is written at once: if the write
+        fails, Refused(STORAGE) and nothing changed. While the motor runs it is written by
+        `flush()` once it has stopped."""
+        v, presets = new
+        if self.store is not None and not running:
+            self.store.save(self._payload(v, presets))  # Refused(STORAGE): nothing changed
+            self.dirty = False
+        elif self.store is not None:
+            self.dirty = True
+        self._v, self._presets = v, presets
+
+    def set(self, key, text, unlocked=False, running=False, override=False):
+        """parse + check + commit, for a copy of the settings with no actuators behind it (the
+        host's planning of `pen settings`). Returns the stored value's text."""
+        self.commit(self.check(key, self.parse(key, text), unlocked, running, override), running)
+        return self.text(key)
 
     @staticmethod
     def _preset_problem(p, v):
@@ -321,54 +279,10 @@ class Settings:
                 return E.PRESET_RANGE, "active preset %s: %s" % (act, bad)
         return None
 
-    def delete_preset(self, name, unlocked=False, running=False):
-        e = _BY_NAME["preset.active"]
-        self._check_access("preset", e, unlocked, running)
-        if name not in self._presets:
-            raise Refused(E.NOT_FOUND, "no preset named " + name[:30])
-        v = dict(self._v)
-        if v["preset.active"] == name:
-            v["preset.active"] = "none"
-        presets = dict(self._presets)
-        del presets[name]
-        changes = []
-        if v["preset.active"] != self._v["preset.active"]:
-            changes.append(("preset.active", self._v["preset.active"], "none"))
-        self._tell(changes, v, presets)
-        self._replace(v, presets, running)
-
-    def defaults(self, unlocked=False, running=False):
-        """Factory defaults for every setting (protected ones included: needs unlock)."""
-        if not unlocked:
-            raise Refused(E.LOCKED, "defaults resets protected settings: unlock first")
-        if running:
-            raise Refused(E.MOTOR_RUNNING)
-        v = _defaults()
-        changes = [(k, self._v[k], v[k]) for k in _SCALARS if v[k] != self._v[k]]
-        self._tell(changes, v, {})
-        self._replace(v, {}, running)
-
-    def _replace(self, v, presets, running):
-        old_v, old_p = self._v, self._presets
-        self._v, self._presets = v, presets
-        if self.store is not None and not running:
-            try:
-                self.store.save(self._payload())
-                self.dirty = False
-            except Refused:
-                self._v, self._presets = old_v, old_p
-                raise
-        elif self.store is not None:
-            self.dirty = True
-
     # -- persistence ------------------------------------------------------------------------
-    def _payload(self):
-        v = {}
-        for k in _SCALARS:
-            v[k] = self._v[k]
-        p = {}
-        for name in self._presets:
-            p[name] = self._presets[name]
+    def _payload(self, v=None, p=None):
+        v = self._v if v is None else v
+        p = self._presets if p is None else p
         # Keys sorted by hand: MicroPython's dict order is not insertion order.
         parts = []
         for k in _SCALARS:
@@ -430,11 +344,11 @@ class Settings:
             if e is None or k not in v:
                 continue  # a setting this firmware no longer has
             val = sv[k]
-            if e[1] in ("int", "mm"):
+            if e.type in ("int", "mm"):
                 _check_bounds(e, val)
-            elif e[1] == "calib":
+            elif e.type == "calib":
                 val = check_calib(val)
-            elif e[1] == "preset":
+            elif e.type == "preset":
                 if not isinstance(val, str) or (val != "none" and not valid_name(val)):
                     raise ValueError("preset.active")
             v[k] = val
@@ -464,9 +378,9 @@ class Settings:
         v = self._v
         lim = _BY_NAME["depth_limit_mm"]
         lines = ["set preset.active none",
-                 "set depth_limit_mm " + fmt_mm(lim[4]),
-                 "set stroke_hz_min %d" % _BY_NAME["stroke_hz_min"][3],
-                 "set stroke_hz_max %d" % _BY_NAME["stroke_hz_max"][4],
+                 "set depth_limit_mm " + fmt_mm(lim.hi),
+                 "set stroke_hz_min %d" % _BY_NAME["stroke_hz_min"].lo,
+                 "set stroke_hz_max %d" % _BY_NAME["stroke_hz_max"].hi,
                  "set depth_mm " + fmt_mm(v["depth_mm"]),
                  "set stroke_hz %d" % v["stroke_hz"],
                  "set depth_limit_mm " + fmt_mm(v["depth_limit_mm"]),

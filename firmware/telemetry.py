@@ -22,12 +22,14 @@ A sample is readable while both its slot and its context entry are kept (`oldest
 depth moving all the time the context ring still covers CTX * DEPTH_EVERY samples (100 s).
 
 `record()` takes only ints, allocates nothing and uses no floats, so it may run anywhere (also
-in a hard-timer tick). `record_status()` converts the state machine's status dict at the edge.
+in a hard-timer tick).
 """
 
 from array import array
 
 from micropython import const
+
+from firmware.schema import fmt_mm
 
 CAPACITY = const(12000)
 CHUNK = const(500)
@@ -66,12 +68,6 @@ def state_code(name):
 
 def _clamp(v, lo, hi):
     return lo if v < lo else (hi if v > hi else v)
-
-
-def _fmt_um(um):
-    if um < 0:
-        return "-%d.%03d" % (-um // 1000, -um % 1000)
-    return "%d.%03d" % (um // 1000, um % 1000)
 
 
 class Telemetry:
@@ -169,17 +165,6 @@ class Telemetry:
         self.next_seq = seq + 1
         return seq
 
-    def record_status(self, st, t, hz):
-        """Record a sample from the state machine's status dict (floats allowed here)."""
-        return self.record(
-            t, hz, state_code(st.get("state")),
-            int(round(float(st.get("stroke_hz") or 0) * 10)),
-            int(st.get("target_hz") or 0), int(st.get("duty") or 0),
-            int(round(float(st.get("depth_mm") or 0) * 1000)),
-            int(round(float(st.get("target_depth_mm") or 0) * 1000)),
-            int(st.get("current_ma") or 0), int(st.get("battery_mv") or 0),
-            int(st.get("fault_code") or 0))  # fmt: skip
-
     # -- reading -----------------------------------------------------------------------------
     def oldest(self):
         """The oldest seq that can still be read."""
@@ -242,7 +227,7 @@ class Telemetry:
                 '"battery_mv": %d, "fault": %d}') % (
             v[SEQ], v[T_MS], STATES[st] if st < len(STATES) else "UNKNOWN",
             v[STROKE_DHZ] // 10, v[STROKE_DHZ] % 10, v[TARGET_HZ], v[DUTY],
-            _fmt_um(v[DEPTH_UM]), _fmt_um(v[TARGET_UM]), v[CURRENT_MA], v[BATTERY_MV],
+            fmt_mm(v[DEPTH_UM], 3), fmt_mm(v[TARGET_UM], 3), v[CURRENT_MA], v[BATTERY_MV],
             v[FAULT])  # fmt: skip
 
     def info(self):

@@ -36,6 +36,7 @@ from micropython import const
 from firmware import errors as E
 from firmware import pen as P
 from firmware.errors import Refused
+from firmware.schema import fmt_mm
 
 START = const(1)
 PLUS = const(2)
@@ -85,7 +86,6 @@ class UI:
         self._at_preset = False  # the last depth limit signalled was a preset's bound
         self.msg = None  # (line1, line2)
         self._msg_until = 0
-        self.actions = []  # the last few gestures recognised (for tests and the side channel)
         pen.listeners.append(self._on_event)
 
     # -- feedback -------------------------------------------------------------------------
@@ -112,17 +112,17 @@ class UI:
             what = ev.get("what", "")
             if what.startswith("depth"):
                 self._at_preset = bool(ev.get("preset"))
-                lo, hi = self.pen.depth_bounds() if self._at_preset else (0, self.pen.limit_um())
+                t = self.pen.targets
+                lo, hi = t.depth_bounds() if self._at_preset else (0, t.limit_um())
                 top = what == "depth_max"
-                um = hi if top else lo
-                self.message("%s %s %d.%02d" % (
+                self.message("%s %s %s" % (
                     "PRESET" if self._at_preset else "DEPTH", "MAX" if top else "MIN",
-                    um // 1000, um % 1000 // 10),
+                    fmt_mm(hi if top else lo)),
                     "hold 3s:override" if self._at_preset else "")  # fmt: skip
             else:
-                lo, hi = self.pen.rate_limits()
+                lo, hi = self.pen.targets.rate_limits()
                 self.message("RATE %s %dHz" % ("MAX" if what == "rate_max" else "MIN",
-                                               (hi if what == "rate_max" else lo) // 1000))
+                                               hi if what == "rate_max" else lo))
         elif kind == "cartridge":
             what = ev.get("what")
             if what == "new":
@@ -154,9 +154,6 @@ class UI:
 
     def _do(self, name, fn, *args):
         """Carry out one gesture; a refusal is shown in words and buzzed, never raised."""
-        self.actions.append(name)
-        if len(self.actions) > 16:
-            self.actions.pop(0)
         self.pen.activity()
         try:
             return fn(*args)
@@ -207,7 +204,7 @@ class UI:
                 self._chord_t = None
                 self._pend = self._rep = self._ovr = 0
                 self._used |= START | PLUS | MINUS
-                self._do("preset", pen.next_preset)
+                self._do("preset", pen.targets.next_preset)
                 return  # plus/minus pressed in the same sample belong to this gesture
         for b in (PLUS, MINUS):
             if not bits & b:
@@ -275,7 +272,7 @@ class UI:
             b = self._ovr
             self._ovr = 0
             self._used |= b
-            self._do("override", pen.step_depth, 1 if b == PLUS else -1, True)
+            self._do("override", pen.targets.step_depth, 1 if b == PLUS else -1, True)
         if self._chord_t is not None and held & PLUS and held & MINUS:
             if time.ticks_diff(now, self._chord_t) >= self.long_press_ms:
                 self._chord_t = None
@@ -296,10 +293,10 @@ class UI:
         if kind is None:
             kind = "rate" if pen.state in (P.RUNNING, P.STOPPING) else "depth"
         if kind == "rate":
-            r = self._do("rate+" if d > 0 else "rate-", pen.step_rate, d)
+            r = self._do("rate+" if d > 0 else "rate-", pen.targets.step_rate, d)
         else:
             self._at_preset = False
-            r = self._do("depth+" if d > 0 else "depth-", pen.step_depth, d)
+            r = self._do("depth+" if d > 0 else "depth-", pen.targets.step_depth, d)
             if what is None and r == 0 and self._at_preset and self.held & b:
                 # A new press at the preset's bound: held on, it becomes an override.
                 self._ovr = b
