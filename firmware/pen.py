@@ -79,6 +79,8 @@ _LOG_N = const(32)
 
 
 class Pen:
+    auto_home = True  # home by itself after boot, a clear, service (tests turn it off)
+
     def __init__(self, needle, depth, settings=None, sessions=None, clock=None):
         self.needle = needle
         self.depth = depth

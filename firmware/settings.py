@@ -129,11 +129,13 @@ class Settings:
         return crc32(self._payload())
 
     # -- checking a change (pure: nothing changes here) ------------------------------------
-    def parse(self, key, text):
-        """The protocol's text of a value -> its internal value (schema type and bounds)."""
+    def parse(self, key, text, unlocked=False, running=False):
+        """The protocol's text of a value -> its internal value (schema type and bounds); the
+        lock and the motor are asked first, as `check()` asks them."""
         e = entry(key)
         if e is None:
             raise Refused(E.UNKNOWN_SETTING, "unknown setting: " + key[:40])
+        self._check_access(key, e, unlocked, running)
         if key.startswith("preset.") and key != "preset.active":
             if not valid_name(key.split(".")[1]):
                 raise Refused(E.BAD_ARGUMENT, "preset names: a-z, 0-9, _ (<= 24, not 'none')")
@@ -244,7 +246,8 @@ class Settings:
     def set(self, key, text, unlocked=False, running=False, override=False):
         """parse + check + commit, for a copy of the settings with no actuators behind it (the
         host's planning of `pen settings`). Returns the stored value's text."""
-        self.commit(self.check(key, self.parse(key, text), unlocked, running, override), running)
+        value = self.parse(key, text, unlocked, running)
+        self.commit(self.check(key, value, unlocked, running, override), running)
         return self.text(key)
 
     @staticmethod

@@ -78,7 +78,8 @@ class Targets:
     # -- the one road -----------------------------------------------------------------------------
     def set(self, key, text, by="serial", override=False, unlocked=False):
         """The protocol's edge: text (mm, Hz, JSON) -> change(). Returns the stored text."""
-        return self.change(key, self.settings.parse(key, text), by, override, unlocked)
+        value = self.settings.parse(key, text, unlocked, self.pen.motor_running())
+        return self.change(key, value, by, override, unlocked)
 
     def check(self, key, value, override=False, unlocked=False):
         """What change() would refuse for schema reasons, without changing anything."""
@@ -88,6 +89,8 @@ class Targets:
         """One setting to `value` (internal units). Returns the stored value's text. Raises
         Refused; then nothing changed."""
         s = self.settings
+        if key == DEPTH and type(value) is int and not 0 <= value <= self.limit_um():
+            self._limit(1 if value > 0 else 2)  # feedback; refused below (never clamped)
         new = s.check(key, value, unlocked, self.pen.motor_running(), override)
         self._apply(new, by)
         return s.text(key)

@@ -13,6 +13,7 @@ from needle_rig import Rig, sleep_pin, step_response
 
 import hardware.pins as P
 from firmware import faults
+from firmware.errors import Refused
 from firmware.needle import NeedleDrive
 
 SETTLE_MS = 400
@@ -21,7 +22,7 @@ MEAN_MS = 500
 
 def _accuracy_and_load_step(hz):
     r = Rig()
-    check(r.drive.start(hz), "start refused")
+    r.drive.start(hz)
     r.run_ms(SETTLE_MS)
     free = r.mean_hz(MEAN_MS)
     r.plant.load = 1.0  # the needle meets skin: full load from one step to the next
@@ -191,33 +192,33 @@ def test_rate_change_and_battery_compensation():
 
 
 def test_start_refusals_change_nothing():
-    """ND-06: start() refuses (False, motor not enabled) with a bad rate, while the interlock
-    says no, and while a fault is latched; it never raises."""
+    """ND-06: start() refuses (Refused, motor not enabled) with a bad rate, while the interlock
+    says no, and while a fault is latched."""
     allowed = [False]
     r = Rig(interlock=lambda: allowed[0])
     d = r.drive
     for bad in (49, 151, 0, -100, 100.0, "100", None, True):
-        check(d.start(bad) is False, "start(%r) accepted" % (bad,))
-    check(d.start(100) is False, "interlock ignored")
+        raises(Refused, d.start, bad)
+    raises(Refused, d.start, 100)
     r.run_ms(50)
     check(not d.running and not sleep_pin() and d.target_hz == 0, "nothing changed")
     allowed[0] = True
-    check(d.start(100) is True, "start with the interlock open")
+    d.start(100)
     r.run_ms(200)
     d.kill()
     d.fault = faults.STALL  # as a latched fault would leave it
-    check(d.start(100) is False, "started over a latched fault")
+    raises(Refused, d.start, 100)
     check(not sleep_pin(), "motor stays off")
 
 
 def test_set_target_validation():
-    """ND-06: set_target takes integers 50..150 only; a bad value raises ValueError and leaves
+    """ND-06: set_target takes integers 50..150 only; a bad value is refused (Refused) and leaves
     the target as it was."""
     r = Rig(timer=False)
     d = r.drive
     d.set_target(77)
     for bad in (49, 151, 100.5, "100", None, True):
-        raises(ValueError, d.set_target, bad)
+        raises(Refused, d.set_target, bad)
         check(d.target_hz == 77, "target changed by %r" % (bad,))
     d.set_target(50)
     d.set_target(150)

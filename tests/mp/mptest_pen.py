@@ -27,7 +27,7 @@ def test_boot_locks_then_homes_by_itself():
     depth.finish_home()
     pen.poll()
     check(pen.state == P.READY, "ready once homed")
-    check(depth.position_um == pen.target_um, "the depth stop goes to the target after homing")
+    check(depth.position_um == pen.targets.depth_um, "the depth stop goes to the target after homing")
     names = [(e["from"], e["to"]) for e in events if e["event"] == "state"]
     check(names == [("BOOT", "LOCKED"), ("LOCKED", "HOMING"), ("HOMING", "READY")], str(names))
 
@@ -64,8 +64,8 @@ def test_no_path_to_running_without_homed_and_armed():
 
     ops = (
         lambda: pen.home(), lambda: pen.arm(), lambda: pen.disarm(), lambda: pen.run(),
-        lambda: pen.run(120), lambda: pen.stop(), lambda: pen.set_depth_um(rnd(3500)),
-        lambda: pen.step_depth(1), lambda: pen.step_depth(-1), lambda: pen.step_rate(1),
+        lambda: pen.run(120), lambda: pen.stop(), lambda: pen.targets.change("depth_mm", rnd(3500)),
+        lambda: pen.targets.step_depth(1), lambda: pen.targets.step_depth(-1), lambda: pen.targets.step_rate(1),
         lambda: pen.clear_fault(), lambda: pen.confirm_cartridge(), lambda: pen.enter_service(),
         lambda: pen.exit_service(), lambda: pen.move_steps(10), lambda: depth.finish_home(True),
         lambda: depth.finish_home(False), lambda: needle.finish_stop(), lambda: needle.spin(50),
@@ -78,7 +78,7 @@ def test_no_path_to_running_without_homed_and_armed():
         before = pen.state
         was_armed = before == P.ARMED
         homed = depth.homed
-        cart = pen.cartridge_ok
+        cart = pen.cart.ok
         try:
             ops[rnd(len(ops))]()
         except Refused:
@@ -105,7 +105,7 @@ def test_needle_fault_latches_safe_state_until_cleared():
     leaves the pen READY and disarmed (never running again by itself)."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
     pen.disarm()
-    pen.set_depth_um(1500)
+    pen.targets.change("depth_mm", 1500)
     pen.arm()
     pen.run()
     needle.spin(300)
@@ -168,54 +168,54 @@ def test_depth_only_while_stopped_and_within_limit():
     """PS-7: the depth target moves only while the needle is stopped and the axis homed;
     beyond the limit is refused (never clamped) with a limit event."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
-    pen.set_depth_um(2000)
+    pen.targets.change("depth_mm", 2000)
     check(depth.position_um == 2000)
-    check(raises(Refused, pen.set_depth_um, 3001).code == E.OUT_OF_RANGE)
-    check(raises(Refused, pen.set_depth_um, -1).code == E.OUT_OF_RANGE)
-    check(pen.target_um == 2000, "unchanged after a refusal")
+    check(raises(Refused, pen.targets.change, "depth_mm", 3001).code == E.OUT_OF_RANGE)
+    check(raises(Refused, pen.targets.change, "depth_mm", -1).code == E.OUT_OF_RANGE)
+    check(pen.targets.depth_um == 2000, "unchanged after a refusal")
     check(any(e["event"] == "limit" for e in events), "limit reported")
     pen.run()
-    check(raises(Refused, pen.set_depth_um, 1000).code == E.MOTOR_RUNNING, "not while running")
-    check(raises(Refused, pen.step_depth, 1).code == E.MOTOR_RUNNING)
+    e = raises(Refused, pen.targets.change, "depth_mm", 1000)
+    check(e.code == E.MOTOR_RUNNING, "not while running")
+    check(raises(Refused, pen.targets.step_depth, 1).code == E.MOTOR_RUNNING)
     check(depth.position_um == 2000)
 
 
 def test_depth_steps_stop_at_limit():
     """UI-3 (logic): plus/minus steps by depth_step_mm and stops exactly at the limit."""
-    cfg = {"depth_step_mm": 0.25}
-    pen, needle, depth, clock, events = make_pen(config=cfg.get)
-    pen.set_depth_um(2600)
-    check(pen.step_depth(1) and pen.target_um == 2850)
-    check(pen.step_depth(1) and pen.target_um == 3000, "last step lands on the limit")
+    pen, needle, depth, clock, events = make_pen(config={"depth_step_mm": 250})
+    pen.targets.change("depth_mm", 2600)
+    check(pen.targets.step_depth(1) and pen.targets.depth_um == 2850)
+    check(pen.targets.step_depth(1) and pen.targets.depth_um == 3000, "last step lands on the limit")
     n = len([e for e in events if e["event"] == "limit"])
     check(n == 1, "limit signalled when reached")
-    check(not pen.step_depth(1) and pen.target_um == 3000, "no further")
+    check(not pen.targets.step_depth(1) and pen.targets.depth_um == 3000, "no further")
     check(len([e for e in events if e["event"] == "limit"]) == 2)
-    pen.set_depth_um(100)
-    check(pen.step_depth(-1) and pen.target_um == 0)
+    pen.targets.change("depth_mm", 100)
+    check(pen.targets.step_depth(-1) and pen.targets.depth_um == 0)
 
 
 def test_rate_steps_and_limits():
     """UI-5 (logic): the stroke rate moves in steps within its limits, stopped or running;
     while running the drive's target follows and a new pass begins."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
-    r0 = pen.rate_mhz
-    pen.step_rate(1)
-    check(pen.rate_mhz == r0 + 5000)
+    r0 = pen.targets.rate_hz
+    pen.targets.step_rate(1)
+    check(pen.targets.rate_hz == r0 + 5)
     pen.run()
-    pen.step_rate(-1)
-    check(needle.target_hz == r0 // 1000, "drive target follows: %d" % needle.target_hz)
+    pen.targets.step_rate(-1)
+    check(needle.target_hz == r0, "drive target follows: %d" % needle.target_hz)
     for _ in range(40):
-        pen.step_rate(1)
-    check(pen.rate_mhz == 150000 and needle.target_hz == 150)
+        pen.targets.step_rate(1)
+    check(pen.targets.rate_hz == 150 and needle.target_hz == 150)
     check(raises(Refused, pen.run, 151).code == E.OUT_OF_RANGE)
 
 
 def test_cartridge_warns_then_stops_at_limit():
     """PS-8: strokes count per cartridge; a warning at cartridge_warn_pct, a controlled stop at
     the limit, then run refused until a new cartridge is confirmed."""
-    cfg = {"cartridge_strokes": 1000, "cartridge_warn_pct": 80}
-    pen, needle, depth, clock, events = make_pen(config=cfg.get)
+    pen, needle, depth, clock, events = make_pen(config={"cartridge_stroke_limit": 1000,
+                                                           "cartridge_warn_pct": 80})
     pen.arm()
     pen.confirm_cartridge()
     pen.run()
@@ -234,7 +234,7 @@ def test_cartridge_warns_then_stops_at_limit():
     pen.arm()
     check(raises(Refused, pen.run).code == E.NO_CARTRIDGE)
     pen.confirm_cartridge()
-    check(pen.cartridge_strokes == 0)
+    check(pen.cart.strokes == 0)
     pen.run()
     check(pen.state == P.RUNNING)
 
@@ -243,10 +243,10 @@ def test_idle_disarms_then_sleeps_and_wakes():
     """PS-9: an armed pen left alone disarms; a stopped pen left alone sleeps; a user action
     wakes it to READY (never armed)."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
-    clock.advance(pen.disarm_after_ms + 1)
+    clock.advance(pen.settings.get("disarm_after_s") * 1000 + 1)
     pen.poll()
     check(pen.state == P.READY, "disarmed by inactivity")
-    clock.advance(pen.sleep_after_ms + 1)
+    clock.advance(pen.settings.get("sleep_s") * 1000 + 1)
     pen.poll()
     check(pen.state == P.SLEEP)
     check(raises(Refused, pen.run).code == E.NOT_ARMED, "a command wakes, run still refused")

@@ -2,7 +2,7 @@
 functions here: the other mptest_pen*/mptest_ui* modules import it)."""
 
 from firmware import faults as F
-from firmware.errors import OUT_OF_RANGE, Refused
+from firmware.errors import BAD_ARGUMENT, BUSY, FAULT_ACTIVE, OUT_OF_RANGE, Refused
 
 
 class FakeClock:
@@ -32,17 +32,18 @@ class FakeNeedle:
         self.kills = 0
 
     def start(self, hz):
-        if self.fault or not isinstance(hz, int):
-            return False
+        if self.fault:
+            raise Refused(FAULT_ACTIVE)
+        if not isinstance(hz, int):
+            raise Refused(BAD_ARGUMENT)
         self.running = True
         self.stopping = False
         self.target_hz = hz
         self.starts += 1
-        return True
 
     def set_target(self, hz):
         if not isinstance(hz, int):
-            raise ValueError("int")
+            raise Refused(BAD_ARGUMENT)
         self.target_hz = hz
 
     def stop(self):
@@ -58,9 +59,8 @@ class FakeNeedle:
 
     def clear_fault(self):
         if self.running or self.cause_present:
-            return False
+            raise Refused(FAULT_ACTIVE)
         self.fault = 0
-        return True
 
     # test helpers
     def spin(self, strokes):
@@ -143,9 +143,8 @@ class FakeDepth:
 
     def clear_fault(self):
         if self.cause_present:
-            return False
+            raise Refused(BUSY)
         self.fault = 0
-        return True
 
     def trip(self, code, cause=True):
         self.fault = code
@@ -153,13 +152,26 @@ class FakeDepth:
         self.homed = False
 
 
-def make_pen(sessions=None, config=None, home=True):
+def make_pen(sessions=None, config=None, home=True, settings=None):
+    """config: {setting: internal value} set before the pen starts (in `settings`, default
+    RAM-only ones)."""
     from firmware.pen import Pen
+    from firmware.settings import Settings
 
     clock = FakeClock()
     needle = FakeNeedle()
     depth = FakeDepth()
-    pen = Pen(needle, depth, sessions=sessions, config=config, clock=clock)
+    if settings is None:
+        settings = Settings()
+        cfg = {"depth_limit_mm": depth.limit_um}  # the clinic's limit is the axis's, as in the app
+        cfg.update(config or {})
+    else:
+        depth.limit_um = settings.get("depth_limit_mm")
+        cfg = config or {}
+    for k in sorted(cfg, key=lambda k: k != "depth_limit_mm"):
+        if settings.get(k) != cfg[k]:
+            settings.commit(settings.check(k, cfg[k], unlocked=True))
+    pen = Pen(needle, depth, settings, sessions=sessions, clock=clock)
     events = []
     pen.listeners.append(events.append)
     pen.start()

@@ -48,7 +48,7 @@ class FakeBuzzer:
 
 
 class Rig:
-    """The pen's parts as firmware/app.py composes them (same hooks and change callback)."""
+    """The pen's parts as firmware/app.py composes them."""
 
     def __init__(self, limit="3.00"):
         from firmware import pen as P
@@ -67,13 +67,8 @@ class Rig:
         self.sessions = Sessions(RecordLog(self.path), clock=self.clock)
         s = self.settings = Settings()
         s.set("depth_limit_mm", limit, unlocked=True)  # the clinic's limit (protected)
-        self.depth = FakeDepth(s.raw("depth_limit_mm"))
-        pen = self.pen = Pen(self.needle, self.depth, self.sessions, config=s.get,
-                             clock=self.clock)  # fmt: skip
-        pen.store_setting = self._store_setting
-        pen.depth_range = s.depth_range_um
-        pen.preset_names = s.presets
-        s.on_change(self._on_setting)
+        self.depth = FakeDepth(s.get("depth_limit_mm"))
+        pen = self.pen = Pen(self.needle, self.depth, s, self.sessions, clock=self.clock)
         self.events = []
         pen.listeners.append(self.events.append)
         self.buzzer = FakeBuzzer()
@@ -84,13 +79,6 @@ class Rig:
         self.depth.finish_home()
         pen.poll()
         check(pen.state == READY)
-
-    # firmware/app.py's App._store_setting and App._on_setting (which calls pen.apply_setting)
-    def _store_setting(self, key, value, override=False):
-        self.settings.update(key, value, running=self.needle.running, override=override)
-
-    def _on_setting(self, key, value):
-        self.pen.apply_setting(key, value)
 
     def close(self):
         try:
@@ -154,9 +142,9 @@ def test_host_lines_store_and_select_the_preset_under_the_lock():
     check(lst["active"] == "acne_scars_cheeks", repr(lst))
     check(lst["presets"]["acne_scars_cheeks"] == {"depth_min_mm": 1.0, "depth_max_mm": 2.5,
                                                   "depth_default_mm": 1.5, "stroke_hz": 120})
-    check(r.pen.target_um == 1500 and r.depth.position_um == 1500, "default depth applied")
-    check(r.pen.rate_mhz == 120000 and r.settings.raw("stroke_hz") == 120, "rate applied")
-    check(r.pen.depth_bounds() == (1000, 2500))
+    check(r.pen.targets.depth_um == 1500 and r.depth.position_um == 1500, "default depth applied")
+    check(r.pen.targets.rate_hz == 120 and r.settings.get("stroke_hz") == 120, "rate applied")
+    check(r.pen.targets.depth_bounds() == (1000, 2500))
     check(not r.overrides(), "selecting a preset is no override")
     r.close()
 
@@ -170,13 +158,13 @@ def test_buttons_stop_at_the_preset_range_with_feedback():
     n0 = len(r.depth.moves)
     for _ in range(25):
         r.tap(PLUS)
-    check(r.pen.target_um == 2500, "stopped at the preset max: %d" % r.pen.target_um)
+    check(r.pen.targets.depth_um == 2500, "stopped at the preset max: %d" % r.pen.targets.depth_um)
     check(r.ui.msg[0] == "PRESET MAX 2.50", repr(r.ui.msg))
     check(r.ui.msg[1] == "hold 3s:override", repr(r.ui.msg))
     check("limit" in r.buzzer.played)
     r.hold(MINUS, 6000)
     r.hold(0, 60)
-    check(r.pen.target_um == 1000, "stopped at the preset min: %d" % r.pen.target_um)
+    check(r.pen.targets.depth_um == 1000, "stopped at the preset min: %d" % r.pen.targets.depth_um)
     check(r.ui.msg[0] == "PRESET MIN 1.00", repr(r.ui.msg))
     moves = r.depth.moves[n0:]
     check(r.depth.position_um == 1000 and min(moves) == 1000 and max(moves) == 2500,
@@ -197,11 +185,11 @@ def test_serial_depth_outside_the_preset_is_refused_unless_overridden():
     r.ok("cartridge new")
     for line in ("depth 2.60", "set depth_mm 2.55", "depth 0.95", "set depth_mm 0.50"):
         check(r.err(line) == E.PRESET_RANGE, line)
-    check(r.pen.target_um == 1500 and r.settings.raw("depth_mm") == 1500, "unchanged")
+    check(r.pen.targets.depth_um == 1500 and r.settings.get("depth_mm") == 1500, "unchanged")
     check(r.ok("depth 2.00") == {"target_depth_mm": 2.0}, "inside the range: accepted")
     check(r.ok("depth 2.60 override") == {"target_depth_mm": 2.6})
     check(r.ok("set depth_mm 0.80 override") == {"depth_mm": 0.8})
-    check(r.pen.target_um == 800 and r.depth.position_um == 800)
+    check(r.pen.targets.depth_um == 800 and r.depth.position_um == 800)
     ev = r.overrides()
     check(len(ev) == 2, repr(ev))
     check(ev[0] == {"event": "override", "what": "depth", "from_mm": 2.0, "to_mm": 2.6,
@@ -218,7 +206,7 @@ def test_serial_depth_outside_the_preset_is_refused_unless_overridden():
     check(r.ok("depth 1.20") == {"target_depth_mm": 1.2}, "back inside: no override")
     r.auth.on = True
     r.ok("defaults")  # no preset afterwards: its 0.50 mm default depth is no override
-    check(r.pen.target_um == 500 and r.pen.preset() is None)
+    check(r.pen.targets.depth_um == 500 and r.pen.targets.preset() is None)
     check(len(r.overrides()) == 2 and len(r.sessions.current["overrides"]) == 2)
     r.close()
 
@@ -234,31 +222,31 @@ def test_button_override_needs_a_new_press_held_three_seconds():
     r.ok("cartridge new")
     r.hold(PLUS, 8000)  # repeats up to the max, then the same hold goes on for 5 s
     r.hold(0, 60)
-    check(r.pen.target_um == 2500 and not r.overrides(), "the repeat stops at the max")
+    check(r.pen.targets.depth_um == 2500 and not r.overrides(), "the repeat stops at the max")
     r.hold(PLUS, 2900)
     r.hold(0, 60)
-    check(r.pen.target_um == 2500 and not r.overrides(), "2.9 s is not enough")
+    check(r.pen.targets.depth_um == 2500 and not r.overrides(), "2.9 s is not enough")
     r.hold(PLUS, 3100)
-    check(r.pen.target_um == 2550, "one step beyond: %d" % r.pen.target_um)
+    check(r.pen.targets.depth_um == 2550, "one step beyond: %d" % r.pen.targets.depth_um)
     check(r.ui.msg[0] == "OVERRIDE 2.55", repr(r.ui.msg))
     check("warn" in r.buzzer.played)
     r.hold(PLUS, 4000)  # the same press held on: one step per press, no more
     r.hold(0, 60)
-    check(r.pen.target_um == 2550)
+    check(r.pen.targets.depth_um == 2550)
     ov = r.sessions.current["overrides"]
     check(len(ov) == 1 and ov[0]["by"] == "button" and ov[0]["from_mm"] == 2.5
           and ov[0]["to_mm"] == 2.55, repr(ov))  # fmt: skip
     r.tap(PLUS)
-    check(r.pen.target_um == 2550, "a short press outside the range: no step further out")
+    check(r.pen.targets.depth_um == 2550, "a short press outside the range: no step further out")
     r.hold(PLUS, 3100)
     r.hold(0, 60)
-    check(r.pen.target_um == 2600, "a second deliberate override: %d" % r.pen.target_um)
+    check(r.pen.targets.depth_um == 2600, "a second deliberate override: %d" % r.pen.targets.depth_um)
     r.hold(PLUS, 3100)
     r.hold(0, 60)
-    check(r.pen.target_um == 2600, "never beyond the depth limit")
+    check(r.pen.targets.depth_um == 2600, "never beyond the depth limit")
     check(r.ui.msg[0] == "DEPTH MAX 2.60", repr(r.ui.msg))
     r.tap(MINUS)
-    check(r.pen.target_um == 2500, "minus: back to the preset's max at once")
+    check(r.pen.targets.depth_um == 2500, "minus: back to the preset's max at once")
     check(len(r.sessions.current["overrides"]) == 2, "no override for going back")
     check(len(r.overrides()) == 2 and r.logged(EV_OVERRIDE) == [255, 260])
     r.close()
@@ -318,25 +306,26 @@ def test_buttons_select_the_next_preset():
                      ("stroke_hz", hz)):  # fmt: skip
             r.ok("set preset.%s.%s %s" % (name, f, v))
     r.auth.on = False
-    check(r.settings.raw("preset.active") == "acne_scars_cheeks")
+    check(r.settings.get("preset.active") == "acne_scars_cheeks")
     for mask in (START, PLUS, MINUS, PLUS | MINUS):
         r.tap(mask, 300)
-    check(r.settings.raw("preset.active") == "acne_scars_cheeks", "single gestures: no change")
+    check(r.settings.get("preset.active") == "acne_scars_cheeks", "single gestures: no change")
     r.hold(PLUS | MINUS, 300)
     r.hold(PLUS | MINUS | START, 100)
-    check(r.settings.raw("preset.active") == "b_forehead")
-    check(r.pen.target_um == 500 and r.pen.rate_mhz == 100000 and r.depth.position_um == 500)
+    check(r.settings.get("preset.active") == "b_forehead")
+    check(r.pen.targets.depth_um == 500 and r.pen.targets.rate_hz == 100
+          and r.depth.position_um == 500)
     check(r.ui.msg == ("b_forehead", "0.25-0.75 100Hz"), repr(r.ui.msg))
     r.hold(PLUS | MINUS, 100)
     r.hold(PLUS | MINUS | START, 100)  # c_too_deep (above the 2.50 limit) is skipped
     r.hold(PLUS | MINUS, 1500)
     r.hold(0, 60)
-    check(r.settings.raw("preset.active") == "acne_scars_cheeks", "wrapped, skipped")
-    check(r.pen.target_um == 1500 and r.pen.rate_mhz == 120000)
+    check(r.settings.get("preset.active") == "acne_scars_cheeks", "wrapped, skipped")
+    check(r.pen.targets.depth_um == 1500 and r.pen.targets.rate_hz == 120)
     r.hold(PLUS | MINUS | START, 1500)  # all three in one sample: the same gesture
     r.hold(0, 60)
-    check(r.settings.raw("preset.active") == "b_forehead")
-    check(r.pen.cartridge == 0 and r.pen.state == READY, "no cartridge, not armed")
+    check(r.settings.get("preset.active") == "b_forehead")
+    check(r.pen.cart.number == 0 and r.pen.state == READY, "no cartridge, not armed")
     check(r.logged(EV_PRESET) == [1, 0, 1], repr(r.pen.events()))
     sel = [e for e in r.events if e.get("event") == "preset"]
     check([e["preset"] for e in sel] == ["b_forehead", "acne_scars_cheeks", "b_forehead"])
@@ -347,9 +336,9 @@ def test_buttons_select_the_next_preset():
     check(r.ui.msg[0] == "DISARM FIRST", repr(r.ui.msg))
     r.hold(PLUS | MINUS, 100)
     r.hold(0, 60)
-    check(r.settings.raw("preset.active") == "b_forehead", "not while armed")
+    check(r.settings.get("preset.active") == "b_forehead", "not while armed")
     check(r.pen.state == ARMED and r.needle.starts == 0, "the start press did not run")
-    check(r.pen.cartridge == 1)
+    check(r.pen.cart.number == 1)
     r.close()
 
 

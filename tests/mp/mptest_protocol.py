@@ -86,7 +86,7 @@ def test_commands_drive_the_facade_and_pass_refusals():
     check(app.cmd("stop") == "ok" and ("coast",) in pen.calls, "second stop coasts")
     check(app.cmd("disarm") == "ok" and pen.state == "READY")
     check(app.ok("cartridge new") == {"cartridge": 1})
-    check(app.ok("depth 1.25") == {"target_depth_mm": 1.25} and pen.target_um == 1250)
+    check(app.ok("depth 1.25") == {"target_depth_mm": 1.25} and pen.targets.depth_um == 1250)
     check(app.cmd("clear") == "ok" and app.cmd("home") == "ok")
     check(app.err("move_steps 10") == E.BUSY)
     check(app.err("service enter") == E.LOCKED, "service needs unlock")
@@ -94,8 +94,8 @@ def test_commands_drive_the_facade_and_pass_refusals():
     check(app.cmd("service enter") == "ok" and app.cmd("move_steps -40") == "ok")
     check(app.cmd("service exit") == "ok")
     names = [c[0] for c in pen.calls]
-    for n in ("arm", "run", "stop", "disarm", "confirm_cartridge", "set_depth_um",
-              "clear_fault", "home", "enter_service", "move_steps", "exit_service"):  # fmt: skip
+    check(pen.depth.target_um == 1250, "the depth axis commanded")
+    for n in ("arm", "run", "stop", "disarm", "confirm_cartridge", "clear_fault", "home", "enter_service", "move_steps", "exit_service"):  # fmt: skip
         check(n in names, n)
     check(("run", 120) in pen.calls and ("move_steps", -40) in pen.calls)
 

@@ -28,7 +28,7 @@ async def _try_to_run(r, why):
     raises(Refused, r.app.pen.run)
     if state != "ARMED":
         # Below the state machine: the drive's own interlock (armed, homed, stop still).
-        check(r.app.needle.start(100) is False, "the drive started in %s" % state)
+        raises(Refused, r.app.needle.start, 100)
     await r.sleep(50)
     check(not r.motor_driven() and not r.app.needle.running, "motor driven in %s" % state)
 
@@ -97,18 +97,18 @@ def test_depth_never_beyond_the_limit_at_any_layer():
         for line in ("depth " + over, "set depth_mm " + over, "depth 9.99", "depth -0.10"):
             reply = r.cmd(line)
             check(reply.startswith("error:"), "%s: %s" % (line, reply))
-        e = raises(Refused, app.pen.set_depth_um, lim + 10)
+        e = raises(Refused, app.pen.targets.change, "depth_mm", lim + 10)
         check(e.code == E.OUT_OF_RANGE, "state machine: %r" % (e.args,))
         e = raises(Refused, app.depth.move_to_um, lim + 10)
         check(e.code == E.OUT_OF_RANGE, "axis: %r" % (e.args,))
-        check(app.pen.target_um <= lim and app.depth.target_um <= lim, "a target moved")
+        check(app.pen.targets.depth_um <= lim and app.depth.target_um <= lim, "a target moved")
         # The buttons: PLUS held from 0.2 mm below the limit stops at the limit.
         r.ok("depth %d.%02d" % ((lim - 200) // 1000, (lim - 200) % 1000 // 10))
         await r.until(lambda: not app.depth.busy, 1000, "move")
         r.hw.buttons.press("plus", 3000)
         await r.sleep(3300)
         await r.until(lambda: not app.depth.busy, 1000, "move")
-        check(app.pen.target_um == lim, "PLUS ended at %d um" % app.pen.target_um)
+        check(app.pen.targets.depth_um == lim, "PLUS ended at %d um" % app.pen.targets.depth_um)
         # The limit cannot go below the depth set (SP-7), so the stop is never left beyond it.
         check(r.cmd("set depth_limit_mm 1.00").startswith("error:"), "limit lowered")
         # Running: no depth change at all.

@@ -31,7 +31,7 @@ def test_schema_defaults_are_valid_and_within_bounds():
         if typ in ("int", "mm") and default is not None:
             check(lo <= default <= hi, name + " default within bounds")
             if not name.startswith("preset."):
-                check(s.raw(name) == default, name)
+                check(s.get(name) == default, name)
     check(list(CALIB_DEFAULT) == list(CalibrationTable.NOMINAL), "nominal calibration")
     for must in ("depth_mm", "stroke_hz", "depth_limit_mm", "depth_step_mm", "stroke_hz_min",
                  "stroke_hz_max", "telemetry_hz", "cartridge_stroke_limit", "sleep_s", "calib",
@@ -78,8 +78,8 @@ def test_set_validates_and_refusal_changes_nothing():
         check(got == code, "%s -> error %d, expected %d" % (line, got, code))
         check(s.fingerprint() == fp, "unchanged after " + line)
     check(app.ok("set depth_mm 1.2") == {"depth_mm": 1.2})
-    check(s.raw("depth_mm") == 1200 and s.get("depth_mm") == 1.2)
-    check(app.pen.target_um == 1200, "the observer moved the depth")
+    check(s.get("depth_mm") == 1200)
+    check(app.pen.targets.depth_um == 1200, "the observer moved the depth")
     check(app.ok("get depth_mm") == {"depth_mm": 1.2})
 
 
@@ -96,7 +96,7 @@ def test_protected_settings_need_unlock():
     check(app.settings.fingerprint() == fp)
     s = app.settings
     s.set("depth_limit_mm", "2.00", unlocked=True)
-    check(s.raw("depth_limit_mm") == 2000)
+    check(s.get("depth_limit_mm") == 2000)
 
 
 def test_stopped_only_settings_refused_while_running():
@@ -118,9 +118,9 @@ def test_cross_setting_rules():
     s.set("depth_mm", "2.00")
     e = raises(Refused, s.set, "depth_limit_mm", "1.50", True)
     check(e.code == E.OUT_OF_RANGE)
-    check(s.raw("depth_limit_mm") == 2500 and s.raw("depth_mm") == 2000)
+    check(s.get("depth_limit_mm") == 2500 and s.get("depth_mm") == 2000)
     e = raises(Refused, s.set, "stroke_hz_min", "120", True)
-    check(e.code == E.OUT_OF_RANGE and s.raw("stroke_hz_min") == 50)
+    check(e.code == E.OUT_OF_RANGE and s.get("stroke_hz_min") == 50)
     s.set("stroke_hz_max", "110", unlocked=True)
     raises(Refused, s.set, "stroke_hz", "120")
     raises(Refused, s.set, "stroke_hz_min", "120", True)
@@ -139,18 +139,18 @@ def test_presets_select_range_override_and_edit():
     app = FakeApp()
     s = app.settings
     _load_preset(s, "acne_scars_cheeks", "1.00", "2.50", "1.50", "120")
-    check(s.raw("preset.active") == "none")
+    check(s.get("preset.active") == "none")
     s.set("preset.active", "acne_scars_cheeks", unlocked=True)
-    check(s.raw("depth_mm") == 1500 and s.raw("stroke_hz") == 120)
-    check(app.pen.target_um == 1500)
+    check(s.get("depth_mm") == 1500 and s.get("stroke_hz") == 120)
+    check(app.pen.targets.depth_um == 1500)
     check(s.depth_range_um() == (1000, 2500))
     e = raises(Refused, s.set, "depth_mm", "0.80")
-    check(e.code == E.PRESET_RANGE and s.raw("depth_mm") == 1500)
+    check(e.code == E.PRESET_RANGE and s.get("depth_mm") == 1500)
     check(app.ok("depth 0.80 override") == {"target_depth_mm": 0.8})
     check(app.ok("set depth_mm 1.20") == {"depth_mm": 1.2})
     # Editing a field of the active preset deselects it.
     s.set("preset.acne_scars_cheeks.depth_max_mm", "2.00", unlocked=True)
-    check(s.raw("preset.active") == "none")
+    check(s.get("preset.active") == "none")
     # Incomplete or inconsistent presets cannot be selected.
     s.set("preset.half.depth_min_mm", "0.50", unlocked=True)
     e = raises(Refused, s.set, "preset.active", "half", True)
@@ -160,7 +160,7 @@ def test_presets_select_range_override_and_edit():
     check(e.code == E.PRESET_RANGE, "max above the 2.50 limit")
     e = raises(Refused, s.set, "preset.active", "missing", True)
     check(e.code == E.NOT_FOUND)
-    check(s.raw("preset.active") == "none")
+    check(s.get("preset.active") == "none")
     check(app.err("set preset.Bad-Name.stroke_hz 100") == E.LOCKED)
     e = raises(Refused, s.set, "preset.Bad.stroke_hz", "100", True)
     check(e.code == E.BAD_ARGUMENT)
@@ -175,7 +175,7 @@ def test_preset_count_is_bounded():
         s.set("preset.p%d.stroke_hz" % i, "100", unlocked=True)
     e = raises(Refused, s.set, "preset.p16.stroke_hz", "100", True)
     check(e.code == E.OUT_OF_RANGE)
-    s.delete_preset("p3", unlocked=True)
+    s.commit(s.check_delete("p3", unlocked=True))
     s.set("preset.p16.stroke_hz", "100", unlocked=True)
 
 
@@ -187,9 +187,9 @@ def test_calibration_table_is_validated():
                 "[[0,0],[1000,2500]]", "[0,0,1000,2500.5]", "{}", "[0,0,1000,9999]",
                 "[true,0,1000,2500]", "nonsense"):  # fmt: skip
         raises(Refused, s.set, "calib", bad, True)
-        check(s.raw("calib") == list(CALIB_DEFAULT), bad)
+        check(s.get("calib") == list(CALIB_DEFAULT), bad)
     s.set("calib", "[0, -120, 700, 1700, 1440, 3600]", unlocked=True)
-    check(s.raw("calib") == [0, -120, 700, 1700, 1440, 3600])
+    check(s.get("calib") == [0, -120, 700, 1700, 1440, 3600])
     check(s.text("calib") == "[0,-120,700,1700,1440,3600]")
 
 
@@ -228,17 +228,18 @@ def test_observer_can_veto_and_rollback():
     as it was, and nothing is stored."""
     app = FakeApp()
     s = app.settings
-    app.pen.limit_um = 1000  # the axis refuses beyond 1.00 mm (a fake veto)
+    app.pen.depth.limit_um = 1000  # the axis refuses beyond 1.00 mm (a fake veto)
     check(app.err("set depth_mm 1.50") == E.OUT_OF_RANGE)
-    check(s.raw("depth_mm") == 500 and app.pen.target_um == 500)
+    check(s.get("depth_mm") == 500 and app.pen.targets.depth_um == 500)
 
 
-def test_config_getter_units_and_aliases():
-    """SP-12: `get` returns the value in the schema's unit (what firmware/pen.py reads), `raw`
-    the internal one; the pen's older key names are aliases."""
+def test_config_getter_units_and_no_aliases():
+    """SP-12: `get` returns the internal value (µm for a depth, Hz, s), what the firmware
+    reads; only the schema's names exist (no second name for a setting)."""
     s = Settings()
-    check(s.get("depth_mm") == 0.5 and s.raw("depth_mm") == 500)
+    check(s.get("depth_mm") == 500 and s.get("depth_step_mm") == 50)
     check(s.get("stroke_hz") == 100)
-    check(s.get("cartridge_strokes") == s.get("cartridge_stroke_limit"))
-    check(s.get("sleep_after_s") == s.get("sleep_s"))
+    check(s.get("cartridge_stroke_limit") == 200000 and s.get("sleep_s") == 300)
+    raises(KeyError, s.get, "cartridge_strokes")
+    raises(KeyError, s.get, "sleep_after_s")
     raises(KeyError, s.get, "no_such_key")

@@ -81,7 +81,7 @@ def test_corrupt_or_unknown_record_gives_defaults_and_fault():
         fault = t.load()
         check(fault == F.SETTINGS_CORRUPT, what)
         check(t.boot_fault == F.SETTINGS_CORRUPT, what)
-        check(t.raw("depth_mm") == 500 and t.raw("preset.active") == "none", what)
+        check(t.get("depth_mm") == 500 and t.get("preset.active") == "none", what)
     check(decode(bad_version)[2] == "version")
     check(decode(good)[2] == "ok" and good[:4] == MAGIC)
     unmount()
@@ -94,7 +94,7 @@ def test_missing_keys_take_defaults_unknown_keys_ignored():
     _write_raw(encode(b'{"v":{"depth_mm":1200,"retired":5},"presets":{}}', 4))
     s = Settings(Store(PATH))
     check(s.load() == F.NONE)
-    check(s.raw("depth_mm") == 1200 and s.raw("stroke_hz") == 100)
+    check(s.get("depth_mm") == 1200 and s.get("stroke_hz") == 100)
     check(s.store.generation == 4)
     unmount()
 
@@ -119,7 +119,7 @@ def test_no_flash_write_while_motor_runs():
     check(not s.dirty and st.saves == 2)
     t = Settings(Store(PATH))
     t.load()
-    check(t.raw("stroke_hz") == 120)
+    check(t.get("stroke_hz") == 120)
     unmount()
 
 
@@ -129,15 +129,18 @@ class _FailingStore(Store):
 
 
 def test_failed_write_changes_nothing():
-    """SP-17: when the flash write fails, `set` answers STORAGE and the setting (and what the
-    hardware was told) is as before."""
+    """SP-17: when the flash write fails, a change answers STORAGE and the setting (and what the
+    hardware was told) is as before: the targets' owner puts the depth stop back."""
+    from mptest_pen_fakes import make_pen
+
     s = Settings(_FailingStore("/nonexistent/settings.dat"))
-    seen = []
-    s.on_change(lambda k, v: seen.append((k, v)))
     e = raises(Refused, s.set, "depth_mm", "1.00")
+    check(e.code == E.STORAGE and s.get("depth_mm") == 500)
+    pen, needle, depth, clock, events = make_pen(settings=s)  # the limit kept at its default
+    e = raises(Refused, pen.targets.change, "depth_mm", 1000)
     check(e.code == E.STORAGE)
-    check(s.raw("depth_mm") == 500)
-    check(seen == [("depth_mm", 1000), ("depth_mm", 500)], "observer told the old value back")
+    check(s.get("depth_mm") == 500 and depth.target_um == 500)
+    check(depth.moves[-2:] == [1000, 500], "the stop was sent back: %r" % depth.moves)
 
 
 def test_full_filesystem_is_a_storage_error():
@@ -158,9 +161,9 @@ def test_full_filesystem_is_a_storage_error():
         pass
     e = raises(Refused, s.set, "depth_mm", "1.50")
     check(e.code == E.STORAGE, "code %d" % e.code)
-    check(s.raw("depth_mm") == 1000, "unchanged in RAM")
+    check(s.get("depth_mm") == 1000, "unchanged in RAM")
     t = Settings(Store(PATH))
-    check(t.load() == F.NONE and t.raw("depth_mm") == 1000, "old record intact")
+    check(t.load() == F.NONE and t.get("depth_mm") == 1000, "old record intact")
     for i in range(n + 1):
         try:
             os.remove("/flash/fill%d" % i)
@@ -168,5 +171,5 @@ def test_full_filesystem_is_a_storage_error():
             pass
     s.set("depth_mm", "1.50")
     t = Settings(Store(PATH))
-    check(t.load() == F.NONE and t.raw("depth_mm") == 1500)
+    check(t.load() == F.NONE and t.get("depth_mm") == 1500)
     unmount()

@@ -68,7 +68,7 @@ def test_hold_start_arms_short_start_runs_and_stops():
     check("armed" in bz.played)
     hold(ui, clock, PLUS | MINUS, 1100)
     hold(ui, clock, 0, 60)
-    check(pen.cartridge_ok and pen.cartridge == 1, "cartridge confirmed by the chord")
+    check(pen.cart.ok and pen.cart.number == 1, "cartridge confirmed by the chord")
     tap(ui, clock, START)
     check(pen.state == P.RUNNING, "short start runs")
     hold(ui, clock, START, 30)  # debounced press, still held
@@ -82,31 +82,31 @@ def test_hold_start_arms_short_start_runs_and_stops():
 def test_bounce_and_glitches_ignored():
     """UI-1: contact bounce shorter than debounce_ms is no press; a 10 ms glitch is no press."""
     ui, pen, needle, depth, clock, bz = rig()
-    t0 = pen.target_um
+    t0 = pen.targets.depth_um
     for _ in range(5):
         hold(ui, clock, PLUS, 10)
         hold(ui, clock, 0, 30)
-    check(pen.target_um == t0, "glitches did not step")
+    check(pen.targets.depth_um == t0, "glitches did not step")
     hold(ui, clock, PLUS, 80, bounce=True)
     hold(ui, clock, 0, 60)
-    check(pen.target_um == t0 + 50, "one bouncy press = one step: %d" % pen.target_um)
+    check(pen.targets.depth_um == t0 + 50, "one bouncy press = one step: %d" % pen.targets.depth_um)
 
 
 def test_depth_steps_repeat_and_stop_at_limit():
     """UI-3: plus/minus move the target by depth_step_mm; holding repeats every repeat_ms after
     repeat_delay_ms; at the limit the target stops and the limit buzz sounds once."""
     ui, pen, needle, depth, clock, bz = rig()
-    pen.set_depth_um(2500)
+    pen.targets.change("depth_mm", 2500)
     tap(ui, clock, PLUS)
-    check(pen.target_um == 2550)
+    check(pen.targets.depth_um == 2550)
     tap(ui, clock, MINUS)
     tap(ui, clock, MINUS)
-    check(pen.target_um == 2450)
+    check(pen.targets.depth_um == 2450)
     hold(ui, clock, PLUS, ui.repeat_delay_ms + 3 * ui.repeat_ms + 20)
-    check(pen.target_um == 2450 + 4 * 50, "1 + 3 repeats: %d" % pen.target_um)
+    check(pen.targets.depth_um == 2450 + 4 * 50, "1 + 3 repeats: %d" % pen.targets.depth_um)
     hold(ui, clock, PLUS, 3000)
     hold(ui, clock, 0, 60)
-    check(pen.target_um == 3000, "stopped at the limit: %d" % pen.target_um)
+    check(pen.targets.depth_um == 3000, "stopped at the limit: %d" % pen.targets.depth_um)
     check(bz.played.count("limit") == 1, "one limit signal: %r" % bz.played)
     check(ui.msg is not None and ui.msg[0].startswith("DEPTH MAX"))
 
@@ -117,41 +117,41 @@ def test_depth_buttons_while_running_change_rate_not_depth():
     pen.arm()
     pen.confirm_cartridge()
     pen.run()
-    d0, r0 = pen.target_um, pen.rate_mhz
+    d0, r0 = pen.targets.depth_um, pen.targets.rate_hz
     tap(ui, clock, PLUS)
-    check(pen.target_um == d0 and depth.position_um == d0, "depth unchanged")
-    check(pen.rate_mhz == r0 + 5000 and needle.target_hz * 1000 == pen.rate_mhz)
+    check(pen.targets.depth_um == d0 and depth.position_um == d0, "depth unchanged")
+    check(pen.targets.rate_hz == r0 + 5 and needle.target_hz == pen.targets.rate_hz)
 
 
 def test_start_plus_changes_rate_and_uses_up_start():
     """UI-5: holding start and pressing plus/minus changes the stroke rate; the start press is
     then used up (no arm at 1 s, no run at release)."""
     ui, pen, needle, depth, clock, bz = rig()
-    r0 = pen.rate_mhz
+    r0 = pen.targets.rate_hz
     hold(ui, clock, START, 200)
     hold(ui, clock, START | PLUS, 100)
     hold(ui, clock, START, 100)
     hold(ui, clock, START | PLUS, 100)
     hold(ui, clock, START, 1500)
     hold(ui, clock, 0, 60)
-    check(pen.rate_mhz == r0 + 10000, "two rate steps: %d" % pen.rate_mhz)
+    check(pen.targets.rate_hz == r0 + 10, "two rate steps: %d" % pen.targets.rate_hz)
     check(pen.state == P.READY, "start used up: not armed")
-    check(pen.target_um == 500, "depth untouched")
+    check(pen.targets.depth_um == 500, "depth untouched")
 
 
 def test_cartridge_chord_needs_both_for_one_second():
     """UI-6: plus+minus held together 1 s confirm a cartridge; shorter, or one alone, does
     not; the chord does not step the depth."""
     ui, pen, needle, depth, clock, bz = rig()
-    d0 = pen.target_um
+    d0 = pen.targets.depth_um
     hold(ui, clock, PLUS | MINUS, 800)
     hold(ui, clock, 0, 60)
-    check(pen.cartridge == 0, "0.8 s is not enough")
+    check(pen.cart.number == 0, "0.8 s is not enough")
     hold(ui, clock, PLUS, 40)  # plus first, minus joins within the chord window
     hold(ui, clock, PLUS | MINUS, 1100)
     hold(ui, clock, 0, 60)
-    check(pen.cartridge == 1 and "cartridge" in bz.played)
-    check(pen.target_um == d0, "no depth step from the chord: %d" % pen.target_um)
+    check(pen.cart.number == 1 and "cartridge" in bz.played)
+    check(pen.targets.depth_um == d0, "no depth step from the chord: %d" % pen.targets.depth_um)
 
 
 def test_hold_start_clears_fault_only_when_cause_gone():
@@ -179,13 +179,13 @@ def test_hold_start_clears_fault_only_when_cause_gone():
 def test_any_button_wakes_and_does_nothing_else():
     """UI-8: a press on a sleeping pen only wakes it."""
     ui, pen, needle, depth, clock, bz = rig()
-    clock.advance(pen.sleep_after_ms + 1)
+    clock.advance(pen.settings.get("sleep_s") * 1000 + 1)
     pen.poll()
     check(pen.state == P.SLEEP)
-    d0 = pen.target_um
+    d0 = pen.targets.depth_um
     hold(ui, clock, PLUS, 2000)
     hold(ui, clock, 0, 60)
-    check(pen.state == P.READY and pen.target_um == d0, "woken, depth untouched")
+    check(pen.state == P.READY and pen.targets.depth_um == d0, "woken, depth untouched")
 
 
 def test_single_accidental_press_never_runs():

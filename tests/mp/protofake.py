@@ -10,28 +10,91 @@ from firmware.errors import Refused
 from firmware.protocol import Protocol
 from firmware.settings import Settings
 from firmware.store import Store
+from firmware.targets import Targets
 from firmware.telemetry import Telemetry
 
 TEST_SECRET = b"virtual-pen-test-secret-not-real"
 
 
-class FakePen:
+class FakeAxis:
+    """The depth axis as the targets' owner commands it; refuses beyond its limit."""
+
     def __init__(self):
+        self.limit_um = 2500
+        self.target_um = 500
+        self.calib = None
+
+    def move_to_um(self, um):
+        if um > self.limit_um:
+            raise Refused(E.OUT_OF_RANGE, "depth outside 0..limit")
+        self.target_um = um
+
+    def set_limit_um(self, um):
+        self.limit_um = um
+
+    def set_calibration(self, table):
+        self.calib = table
+
+
+class FakeCart:
+    def __init__(self):
+        self.overrides = []
+
+    def add_override(self, from_um, to_um, by, preset):
+        self.overrides.append((from_um, to_um, by, preset))
+
+
+class FakePen:
+    """The state machine's facade and the gates of the targets' owner (firmware/pen.py's names
+    and refusals), with the real owner (firmware/targets.py) over the app's settings."""
+
+    def __init__(self, settings):
         self.state = "READY"
         self.calls = []
-        self.target_um = 500
-        self.rate_hz = 100
         self.cartridge = 0
         self.fault_code = 0
-        self.limit_um = 2500
         self.duty = 0
         self.stroke_dhz = 0
+        self.depth = FakeAxis()
+        self.cart = FakeCart()
+        self.events = []
+        self.targets = Targets(self, settings)
 
     def _call(self, name, *args):
         if len(self.calls) >= 64:
             del self.calls[:32]  # bounded: long fuzz runs
         self.calls.append((name,) + args)
 
+    # the gates and hooks firmware/targets.py uses
+    def motor_running(self):
+        return self.state in ("RUNNING", "STOPPING")
+
+    def check_depth_change(self):
+        if self.motor_running():
+            raise Refused(E.MOTOR_RUNNING)
+
+    def check_rate_change(self):
+        pass
+
+    def check_preset_change(self):
+        self.check_depth_change()
+
+    def rate_changed(self, hz):
+        self._call("rate", hz)
+
+    def record(self, code, arg):
+        pass
+
+    def emit(self, ev):
+        self.events.append(ev)
+
+    def refuse(self, code, message=None):
+        raise Refused(code, message)
+
+    def store_session(self):
+        pass
+
+    # the facade
     def home(self):
         self._call("home")
         if self.state in ("RUNNING", "STOPPING"):
@@ -50,10 +113,12 @@ class FakePen:
 
     def run(self, hz=None):
         self._call("run", hz)
-        if hz is not None and not 50 <= hz <= 150:
-            raise Refused(E.OUT_OF_RANGE, "stroke rate 50..150 Hz")
+        if hz is not None:
+            self.targets.check("stroke_hz", hz)
         if self.state != "ARMED":
             raise Refused(E.NOT_ARMED)
+        if hz is not None:
+            self.targets.change("stroke_hz", hz)
         self.state = "RUNNING"
 
     def stop(self):
@@ -63,14 +128,6 @@ class FakePen:
         elif self.state == "STOPPING":
             self._call("coast")
             self.state = "ARMED"
-
-    def set_depth_um(self, um):
-        self._call("set_depth_um", um)
-        if self.state in ("RUNNING", "STOPPING"):
-            raise Refused(E.MOTOR_RUNNING)
-        if um > self.limit_um:
-            raise Refused(E.OUT_OF_RANGE)
-        self.target_um = um
 
     def clear_fault(self):
         self._call("clear_fault")
@@ -97,11 +154,28 @@ class FakePen:
     def fault_log(self):
         return [(1234, "stall")] if self.fault_code else []
 
+    def telemetry_into(self, v):
+        """firmware/pen.py's allocation-free sample (firmware/telemetry.py's field order)."""
+        from firmware.telemetry import STATES
+
+        um = self.targets.depth_um
+        v[0] = STATES.index(self.state)
+        v[1] = self.stroke_dhz
+        v[2] = self.targets.rate_hz
+        v[3] = self.duty
+        v[4] = um
+        v[5] = um
+        v[6] = 120
+        v[7] = 3900
+        v[8] = self.fault_code
+
     def status(self):
         return {
             "state": self.state, "homed": True, "armed": self.state == "ARMED",
-            "depth_mm": self.target_um / 1000, "target_depth_mm": self.target_um / 1000,
-            "stroke_hz": self.stroke_dhz / 10, "target_hz": self.rate_hz, "duty": self.duty,
+            "depth_mm": self.targets.depth_um / 1000,
+            "target_depth_mm": self.targets.depth_um / 1000,
+            "stroke_hz": self.stroke_dhz / 10, "target_hz": self.targets.rate_hz,
+            "duty": self.duty,
             "current_ma": 120, "battery_mv": 3900,
             "fault": "stall" if self.fault_code else None, "fault_code": self.fault_code,
             "cartridge": self.cartridge, "cartridge_strokes": 0, "uptime_ms": 0,
@@ -135,33 +209,33 @@ class FakeSessions:
         return self.recs[-1] if self.recs else None
 
 
+class FakePins:
+    BOARD_REV = "test"
+
+
+class FakeBoard:
+    pins = FakePins
+
+
 class FakeApp:
-    def __init__(self, root=None, capacity=400, ctx=64, with_pen=True):
+    serial_number = "e66038b7132a1b2c"
+    board = FakeBoard
+
+    def __init__(self, root=None, capacity=400, ctx=64):
         """root: a folder on a mounted filesystem (e.g. '/flash') for the settings record and
         the secret; None: settings in RAM only and the secret in a RAM-only Auth."""
-        self.pen = FakePen() if with_pen else None
         self.store = Store(root + "/settings.dat", motor_running=self._running) if root else None
         self.settings = Settings(self.store)
         self.settings.load()
+        self.pen = FakePen(self.settings)
         self.telemetry = Telemetry(capacity, ctx)
         self.auth = Auth((root or "/nonexistent") + "/pen_secret.key")
         self.protocol = Protocol(self)
         self.link = FakeLink()
         self.sessions = FakeSessions()
-        self.applied = []
-        self.settings.on_change(self._apply)
 
     def _running(self):
-        return self.pen is not None and self.pen.state in ("RUNNING", "STOPPING")
-
-    def _apply(self, key, value):
-        self.applied.append((key, value))
-        if self.pen is None:
-            return
-        if key == "depth_limit_mm":
-            self.pen.limit_um = value
-        elif key == "depth_mm":
-            self.pen.set_depth_um(value)
+        return self.pen.motor_running()
 
     def cmd(self, line):
         """One command line -> its reply as one str."""
@@ -175,7 +249,13 @@ class FakeApp:
         check_list = isinstance(r, list) and r[0] == "ok " and r[1] == "[" and r[-1] == "]"
         if not check_list:
             raise AssertionError("%r -> %r" % (line, r))
-        return [json.loads(p) for p in r[2:-1] if p != ", "]
+        out = []
+        for i in range(2, len(r) - 1):
+            p = r[i]
+            r[i] = None  # each part freed once parsed: the test's heap is the pen's
+            if p != ", ":
+                out.append(json.loads(p))
+        return out
 
     def ok(self, line):
         r = self.cmd(line)
