@@ -124,9 +124,9 @@ def test_endstop_debounce_integrator():
     readings; a glitch shorter than that never changes it; the state has hysteresis."""
     pin = _FakePin(1)
     es = Endstop(pin)
-    check(not es.closed and es.settled and not es.get())
+    check(not es.closed and es.settled and not es.raw())
     pin.v = 0
-    check(es.get())
+    check(es.raw())
     check(not es.sample() and not es.sample() and not es.settled)
     pin.v = 1
     es.sample()
@@ -145,7 +145,7 @@ def test_endstop_debounce_integrator():
         es.sample()
     check(not es.closed)
     hi = Endstop(_FakePin(1), active_low=False, samples=2)
-    check(hi.closed and hi.get())
+    check(hi.closed and hi.raw())
     es2 = Endstop(_FakePin(0))
     check(es2.closed, "prime() takes the power-up reading")
 
