@@ -27,7 +27,7 @@ def test_boot_locks_then_homes_by_itself():
     depth.finish_home()
     pen.poll()
     check(pen.state == P.READY, "ready once homed")
-    check(depth.position_um == pen.targets.depth_um, "the depth stop goes to the target after homing")
+    check(depth.position_um == pen.targets.depth_um, "the stop goes to the target once homed")
     names = [(e["from"], e["to"]) for e in events if e["event"] == "state"]
     check(names == [("BOOT", "LOCKED"), ("LOCKED", "HOMING"), ("HOMING", "READY")], str(names))
 
@@ -64,8 +64,10 @@ def test_no_path_to_running_without_homed_and_armed():
 
     ops = (
         lambda: pen.home(), lambda: pen.arm(), lambda: pen.disarm(), lambda: pen.run(),
-        lambda: pen.run(120), lambda: pen.stop(), lambda: pen.targets.change("depth_mm", rnd(3500)),
-        lambda: pen.targets.step_depth(1), lambda: pen.targets.step_depth(-1), lambda: pen.targets.step_rate(1),
+        lambda: pen.run(120), lambda: pen.stop(),
+        lambda: pen.targets.change("depth_mm", rnd(350) * 10),
+        lambda: pen.targets.step_depth(1), lambda: pen.targets.step_depth(-1),
+        lambda: pen.targets.step_rate(1),
         lambda: pen.clear_fault(), lambda: pen.confirm_cartridge(), lambda: pen.enter_service(),
         lambda: pen.exit_service(), lambda: pen.move_steps(10), lambda: depth.finish_home(True),
         lambda: depth.finish_home(False), lambda: needle.finish_stop(), lambda: needle.spin(50),
@@ -186,7 +188,7 @@ def test_depth_steps_stop_at_limit():
     pen, needle, depth, clock, events = make_pen(config={"depth_step_mm": 250})
     pen.targets.change("depth_mm", 2600)
     check(pen.targets.step_depth(1) and pen.targets.depth_um == 2850)
-    check(pen.targets.step_depth(1) and pen.targets.depth_um == 3000, "last step lands on the limit")
+    check(pen.targets.step_depth(1) and pen.targets.depth_um == 3000, "last step: the limit")
     n = len([e for e in events if e["event"] == "limit"])
     check(n == 1, "limit signalled when reached")
     check(not pen.targets.step_depth(1) and pen.targets.depth_um == 3000, "no further")

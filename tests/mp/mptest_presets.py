@@ -240,7 +240,7 @@ def test_button_override_needs_a_new_press_held_three_seconds():
     check(r.pen.targets.depth_um == 2550, "a short press outside the range: no step further out")
     r.hold(PLUS, 3100)
     r.hold(0, 60)
-    check(r.pen.targets.depth_um == 2600, "a second deliberate override: %d" % r.pen.targets.depth_um)
+    check(r.pen.targets.depth_um == 2600, "a second override: %d" % r.pen.targets.depth_um)
     r.hold(PLUS, 3100)
     r.hold(0, 60)
     check(r.pen.targets.depth_um == 2600, "never beyond the depth limit")

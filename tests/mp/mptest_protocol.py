@@ -95,7 +95,8 @@ def test_commands_drive_the_facade_and_pass_refusals():
     check(app.cmd("service exit") == "ok")
     names = [c[0] for c in pen.calls]
     check(pen.depth.target_um == 1250, "the depth axis commanded")
-    for n in ("arm", "run", "stop", "disarm", "confirm_cartridge", "clear_fault", "home", "enter_service", "move_steps", "exit_service"):  # fmt: skip
+    for n in ("arm", "run", "stop", "disarm", "confirm_cartridge", "clear_fault", "home",
+              "enter_service", "move_steps", "exit_service"):  # fmt: skip
         check(n in names, n)
     check(("run", 120) in pen.calls and ("move_steps", -40) in pen.calls)
 
