@@ -150,6 +150,23 @@ def _cell(s: str) -> str:
     return s.replace("|", "\\|")
 
 
+# What a failed flash write means (firmware/targets.py decides it; docs/architecture.md).
+STORAGE_TEXT = [
+    "",
+    "## A failed flash write",
+    "",
+    "Not a latched fault: the pen stays usable and says so. A settings change made while the",
+    "needle is stopped (`set`, `depth`, `run HZ`, a button, a preset, `defaults`) is written at",
+    "once; when the write fails it is refused with `error:15` (STORAGE) and nothing changed: the",
+    "owner of the treatment targets (`firmware/targets.py`) puts the actuators it had commanded",
+    "(depth stop, limit, calibration, running rate) back to the stored targets, and the settings",
+    "keep their old values (`Settings.commit` replaces them only after the atomic write). A",
+    "change made while the needle runs is written by `flush()` once it has stopped; a failed",
+    "flush leaves the change in effect and unsaved (`save` tries again). A session record that",
+    "cannot be written never stops the pen: it is reported as a `~E` `storage` event.",
+]
+
+
 def render(rows: list[dict], measured: dict[str, dict | None] | None) -> str:
     lines = [
         "# Faults",
@@ -208,6 +225,7 @@ def render(rows: list[dict], measured: dict[str, dict | None] | None) -> str:
     ]
     for code, name, text in fault_codes():
         lines.append(f"| {code} | `{name}` | {text} |")
+    lines += STORAGE_TEXT
     lines.append("")
     return "\n".join(lines)
 
