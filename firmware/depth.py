@@ -12,8 +12,9 @@ API (for the state machine, the protocol and the UI):
     axis.poll()            advance homing and moves; call every POLL_MS (2..5 ms) from an
                            asyncio task -- or run `await axis.run()` as that task. No timing
                            depends on it beyond keeping the PIO queue fed.
-    axis.home()            start homing (fast seek to the switch, back off, slow re-touch);
-                           when already homed it is a re-home that checks for lost steps.
+    axis.home()            start homing (firmware/homing.py: fast seek to the switch, back
+                           off, slow re-touch); when already homed it is a re-home that
+                           checks for lost steps.
     axis.rehome_check()    the same, refused unless homed (a deliberate lost-steps check).
     axis.move_to_um(um)    go to a depth (int µm). Refused(OUT_OF_RANGE) for um < 0 or
                            um > limit_um, Refused(NOT_HOMED / FAULT_ACTIVE / BUSY while homing);
@@ -62,19 +63,12 @@ from firmware.errors import (
     OUT_OF_RANGE,
     Refused,
 )
+from firmware.homing import Homing
 from firmware.motion import TrapezoidPlanner
 
 _IDLE = const(0)
 _MOVE = const(1)  # running legs towards a goal
-_H_START = const(2)  # homing: in-flight motion finishing, switch reading settling
-_H_CLEAR = const(3)  # homing: the switch was closed at start; backing off
-_H_CLEAR_CHECK = const(4)
-_H_SEEK = const(5)  # fast seek inwards
-_H_STOP = const(6)  # the seek (or approach) saw the switch: in-flight segments finishing
-_H_BACKOFF = const(7)
-_H_RELEASE = const(8)  # after the back-off the switch must read open
-_H_APPROACH = const(9)
-_H_TOUCH = const(10)  # slow re-touch, one step per poll
+_HOMING = const(2)  # firmware/homing.py drives the axis
 _RETRACT_WAIT = const(11)  # fault / retract: motion finishing
 _RETRACTING = const(12)
 
@@ -96,20 +90,6 @@ class DepthAxis:
     # the whole range with the needle stopped.
     LIMIT_MAX_UM = 3300
     SAFE_UM = 0  # retract target: tips flush
-    # Homing
-    SEEK_SPS = 3500
-    SEEK_SEG_US = 2000  # short segments: the stop after the switch is seen comes quickly
-    SEEK_MAX_STEPS = 1700  # travel + switch over-travel: no switch by then -> HOME_NOT_FOUND
-    BACKOFF_STEPS = 100  # back off beyond where the switch first closed (0.25 mm)
-    CLEAR_MAX_STEPS = 240  # closed at start: out at most this far (switch over-travel 0.4 mm)
-    BACKOFF_SPS = 5000
-    APPROACH_MARGIN_STEPS = 40  # the slow re-touch starts this far before the seek's switch point
-    APPROACH_SPS = 3000
-    TOUCH_INTERVAL_US = 500  # the slow re-touch: one step per poll, sampled after each
-    TOUCH_MAX_STEPS = 120
-    HOME_RETRIES = 2  # approaches that met the switch early before giving up
-    HOME_TIMEOUT_MS = 3000  # whole homing (travel timeout) -> HOME_NOT_FOUND
-    LOST_STEPS_TOL = 6  # re-home: switch this far off its step 0 -> LOST_STEPS (15 µm)
     WATCH_STEPS = 40  # switch closed while homed and deeper than this -> fault
     BLIND_STEPS = 1700  # retract with the position unknown: whole travel inwards
     BLIND_SPS = 3000
@@ -130,7 +110,6 @@ class DepthAxis:
         self.limit_um = limit_um
         self.target_um = self.SAFE_UM
         self.homed = False
-        self.homing = False
         self._pos_known = False
         self._at_inner_end = False  # the position is unknown but the stop is fully in
         self._phase = _IDLE
@@ -147,12 +126,7 @@ class DepthAxis:
         self._busy_us = time.ticks_us()
         self._was_busy = False
         self._leg_deadline = 0
-        self._home_deadline = 0
-        self._check_lost = False
-        self._p_first = None
-        self._touched = 0
-        self._retries = 0
-        self.home_offset = 0  # steps off step 0 the last re-home found the switch
+        self._homing = Homing(self, endstop)
         if calib is not None:
             self.load_calibration(calib)
 
@@ -168,6 +142,15 @@ class DepthAxis:
         return self.calib.um_for_steps(self._st.position)
 
     @property
+    def homing(self):
+        return self._homing.active
+
+    @property
+    def home_offset(self):
+        """Steps off step 0 at which the last re-home found the switch."""
+        return self._homing.offset
+
+    @property
     def busy(self):
         return self._phase != _IDLE or self._st.busy
 
@@ -177,10 +160,10 @@ class DepthAxis:
         return self.homed and not self.homing and self.fault == 0 and self._phase in (
             _IDLE, _MOVE)  # fmt: skip
 
-    def max_steps(self):
-        """The deepest step any move may reach: the depth limit through the calibration,
-        rounded inwards, and never past the mechanical travel."""
-        s = self.calib.steps_at_most(self.limit_um)
+    def max_steps(self, limit_um=None):
+        """The deepest step any move may reach: the depth limit (or `limit_um`) through the
+        calibration, rounded inwards, and never past the mechanical travel."""
+        s = self.calib.steps_at_most(self.limit_um if limit_um is None else limit_um)
         return s if s < self.TRAVEL_STEPS else self.TRAVEL_STEPS
 
     # -- commands ----------------------------------------------------------------------
@@ -190,15 +173,12 @@ class DepthAxis:
             raise Refused(FAULT_ACTIVE)
         if self.homing:
             return
-        self._check_lost = self.homed
+        check_lost = self.homed
         self.homed = False
-        self.homing = True
-        self._retries = 0
-        self._p_first = None
-        self._home_deadline = time.ticks_add(time.ticks_ms(), self.HOME_TIMEOUT_MS)
-        self._stop_motion()
+        self.stop_motion()
         self._st.enable(True)
-        self._phase = _H_START
+        self._phase = _HOMING
+        self._homing.start(check_lost)
 
     def rehome_check(self):
         """Re-home and compare: the switch found off its expected step -> LOST_STEPS."""
@@ -240,7 +220,7 @@ class DepthAxis:
         if not self.calib.covers(0, um):
             raise Refused(OUT_OF_RANGE, "limit outside the calibrated range")
         if um < self.limit_um and self.busy:
-            new_max = self._max_steps_for(um)
+            new_max = self.max_steps(um)
             goal = self._pending if self._pending is not None else self._goal
             if self._phase != _MOVE or goal > new_max or self._st.position > new_max:
                 raise Refused(BUSY, "lower the limit while the depth stop is still")
@@ -268,7 +248,7 @@ class DepthAxis:
             if not t.covers(0, self.limit_um):
                 raise ValueError
         except (Refused, ValueError, TypeError):
-            self._trip(faults.CALIBRATION_INVALID)
+            self.trip(faults.CALIBRATION_INVALID)
             return False
         self.calib = t
         return True
@@ -298,7 +278,7 @@ class DepthAxis:
         self._was_busy = st.busy
         ph = self._phase
         if ph == _MOVE:
-            if self._run_legs():
+            if self.legs_done():
                 self._move_done()
             if self._phase == _MOVE:
                 self._watch_switch(closed)
@@ -307,9 +287,7 @@ class DepthAxis:
         elif ph >= _RETRACT_WAIT:
             self._poll_retract()
         else:
-            self._poll_homing(closed)
-            if self.homing and time.ticks_diff(time.ticks_ms(), self._home_deadline) > 0:
-                self._trip(faults.HOME_NOT_FOUND)
+            self._homing.poll(closed)
         st.service()
 
     def _move_done(self):
@@ -328,129 +306,53 @@ class DepthAxis:
         if self._phase == _MOVE and self._feeding and self._dir == _IN:
             self._pos_known = False
             self._at_inner_end = True  # it is at the switch: as far in as it goes
-            self._trip(faults.LOST_STEPS)
+            self.trip(faults.LOST_STEPS)
         else:
-            self._trip(faults.ENDSTOP_STUCK)
+            self.trip(faults.ENDSTOP_STUCK)
 
-    # -- homing ------------------------------------------------------------------------
-    def _poll_homing(self, closed):
-        es = self._es
-        st = self._st
-        ph = self._phase
-        if ph == _H_START:
-            if st.busy or not es.settled:
-                return
-            if closed:
-                # at (or past) the switch: move out until it lets go, at most its over-travel
-                self._phase = _H_CLEAR
-                self._leg(self._cap(st.position + self.CLEAR_MAX_STEPS), self.BACKOFF_SPS,
-                          self.SEG_US)  # fmt: skip
-            else:
-                self._start_seek()
-        elif ph == _H_CLEAR:
-            if not closed and es.settled:
-                self._stop_motion()
-                self._phase = _H_CLEAR_CHECK
-            elif self._run_legs():
-                self._phase = _H_CLEAR_CHECK
-        elif ph == _H_CLEAR_CHECK:
-            if st.busy or not es.settled:
-                return
-            if closed:
-                self._trip(faults.ENDSTOP_STUCK)
-            else:
-                self._start_seek()
-        elif ph == _H_SEEK:
-            if closed or not es.settled:  # closed readings: where the switch was first met
-                if self._p_first is None:
-                    self._p_first = st.position
-            else:
-                self._p_first = None  # it was a glitch: the integrator is back at open
-            if closed:
-                self._stop_motion()
-                self._phase = _H_STOP
-            elif self._run_legs():
-                # the whole travel without the switch: the stop is at the inner hard stop
-                self._at_inner_end = True
-                self._pos_known = False
-                self._trip(faults.HOME_NOT_FOUND)
-        elif ph == _H_APPROACH:
-            if closed or not es.settled:
-                # met the switch before the slow re-touch began: back off again from here
-                self._retries += 1
-                if self._retries > self.HOME_RETRIES:
-                    self._trip(faults.HOME_NOT_FOUND)
-                    return
-                self._p_first = st.position
-                self._stop_motion()
-                self._phase = _H_STOP
-            elif self._run_legs():
-                self._touched = 0
-                self._phase = _H_TOUCH
-        elif ph == _H_STOP:
-            if st.busy:
-                return
-            self._phase = _H_BACKOFF
-            self._leg(self._cap(self._p_first + self.BACKOFF_STEPS), self.BACKOFF_SPS,
-                      self.SEG_US)  # fmt: skip
-        elif ph == _H_BACKOFF:
-            if self._run_legs():
-                self._phase = _H_RELEASE
-        elif ph == _H_RELEASE:
-            if not es.settled:
-                return
-            if closed:
-                self._trip(faults.ENDSTOP_STUCK)
-                return
-            self._phase = _H_APPROACH
-            t = self._p_first + self.APPROACH_MARGIN_STEPS
-            if t >= st.position:
-                t = st.position
-            self._leg(t, self.APPROACH_SPS, self.SEG_US)
-        elif ph == _H_TOUCH:
-            if st.busy:
-                return
-            if closed:
-                self._found()
-            elif not es.settled:
-                return  # closed readings seen: let the debounce decide before stepping on
-            elif self._touched >= self.TOUCH_MAX_STEPS:
-                self._trip(faults.HOME_NOT_FOUND)
-            else:
-                self._touched += 1
-                self._last_dir = _IN
-                st.queue(1, self.TOUCH_INTERVAL_US, _IN)
+    # -- the moves homing makes (firmware/homing.py) -----------------------------------
+    @property
+    def position_known(self):
+        return self._pos_known
 
-    def _start_seek(self):
-        self._phase = _H_SEEK
-        self._p_first = None
-        self._leg(self._st.position - self.SEEK_MAX_STEPS, self.SEEK_SPS, self.SEEK_SEG_US)
+    @property
+    def stepper_busy(self):
+        return self._st.busy
 
-    def _cap(self, t):
-        """Homing moves stay within the limit when the position is known (a re-home)."""
-        if self._pos_known:
-            hi = self.max_steps()
-            if t > hi:
-                return hi
-        return t
+    def leg(self, target, speed, seg):
+        """A single-leg move (homing, retract): no soft clamp, no take-up."""
+        self._speed = speed
+        self._seg = seg
+        self._set_legs(target, target)
 
-    def _found(self):
+    def step_in(self, interval_us):
+        """One microstep inwards (homing's slow re-touch)."""
+        self._last_dir = _IN
+        self._st.queue(1, interval_us, _IN)
+
+    def at_inner_end(self):
+        """The stop is as far in as it goes, the position unknown (homing found no switch)."""
+        self._at_inner_end = True
+        self._pos_known = False
+
+    def zero_here(self):
+        """The switch is found: this is step 0. Returns where the count stood before."""
         st = self._st
         p = st.position
         st.set_position(0)
         self._pos_known = True
         self._at_inner_end = False
-        self.homing = False
         self._last_dir = _IN
-        self.home_offset = p if self._check_lost else 0
-        if self._check_lost and abs(p) > self.LOST_STEPS_TOL:
-            self._trip(faults.LOST_STEPS)
-            return
+        return p
+
+    def homed_here(self):
+        """Homing succeeded: the axis is homed and goes to its target."""
+        self._phase = _IDLE
         self.homed = True
         self._go(self.calib.steps_for_um(self.target_um))
 
     # -- fault and retract -------------------------------------------------------------
-    def _trip(self, code):
+    def trip(self, code):
         if not self.fault:
             self.fault = code
             if self.on_fault is not None:
@@ -461,8 +363,8 @@ class DepthAxis:
 
     def _begin_retract(self):
         self.target_um = self.SAFE_UM
-        self.homing = False
-        self._stop_motion()
+        self._homing.active = False
+        self.stop_motion()
         self._phase = _RETRACT_WAIT
 
     def _poll_retract(self):
@@ -474,14 +376,14 @@ class DepthAxis:
                 safe = self._clamp(self.calib.steps_for_um(self.SAFE_UM))
                 if st.position > safe:
                     self._phase = _RETRACTING
-                    self._leg(safe, self.SPEED_SPS, self.SEG_US)
+                    self.leg(safe, self.SPEED_SPS, self.SEG_US)
                     return
             elif not self._at_inner_end:
                 self._phase = _RETRACTING
-                self._leg(st.position - self.BLIND_STEPS, self.BLIND_SPS, self.SEG_US)
+                self.leg(st.position - self.BLIND_STEPS, self.BLIND_SPS, self.SEG_US)
                 return
             self._phase = _IDLE
-        elif self._run_legs():
+        elif self.legs_done():
             if not self._pos_known:
                 self._at_inner_end = True
             self._phase = _IDLE
@@ -494,10 +396,6 @@ class DepthAxis:
             raise Refused(NOT_HOMED)
         if self.homing or self._phase >= _RETRACT_WAIT:
             raise Refused(BUSY)
-
-    def _max_steps_for(self, um):
-        s = self.calib.steps_at_most(um)
-        return s if s < self.TRAVEL_STEPS else self.TRAVEL_STEPS
 
     def _clamp(self, t):
         """The soft range every move is held to: MIN_STEPS .. max_steps()."""
@@ -531,12 +429,6 @@ class DepthAxis:
             self._set_legs(target, target)
         self._phase = _MOVE
 
-    def _leg(self, target, speed, seg):
-        """A single-leg move (homing, retract): no soft clamp, no take-up."""
-        self._speed = speed
-        self._seg = seg
-        self._set_legs(target, target)
-
     def _set_legs(self, a, b):
         self._legs[0] = a
         self._legs[1] = b
@@ -544,7 +436,7 @@ class DepthAxis:
         self._leg_i = 0
         self._feeding = False
 
-    def _stop_motion(self):
+    def stop_motion(self):
         """Stop feeding the PIO: the segments in flight finish (the count stays exact)."""
         self._pl.abandon()
         self._st.flush()
@@ -553,7 +445,7 @@ class DepthAxis:
         self._leg_i = 0
         self._pending = None
 
-    def _run_legs(self):
+    def legs_done(self):
         """Feed the current leg / start the next one. True when every leg is done."""
         st = self._st
         if self._feeding:
@@ -563,7 +455,7 @@ class DepthAxis:
             elif time.ticks_diff(time.ticks_ms(), self._leg_deadline) > 0:
                 # the PIO stopped consuming: the step generator stalled. While homing this is
                 # the travel timeout.
-                self._trip(faults.HOME_NOT_FOUND if self.homing else faults.INTERNAL)
+                self.trip(faults.HOME_NOT_FOUND if self.homing else faults.INTERNAL)
             return False
         if st.busy:
             return False

@@ -8,6 +8,7 @@ from depth_rig import Rig, mean_sd
 from mphelp import SIM, check, info, raises
 
 from firmware import errors, faults
+from firmware.homing import Homing
 
 DEEP = 1400  # plant µsteps: about 3.5 mm, near the far end of the travel
 
@@ -57,7 +58,7 @@ def test_homing_repeatability_50_homes():
         rig.home()
         rig.go(1000)
         readings.append(rig.gauge_um())
-        check(abs(ax.home_offset) <= ax.LOST_STEPS_TOL, "re-home offset %d" % ax.home_offset)
+        check(abs(ax.home_offset) <= Homing.LOST_STEPS_TOL, "re-home offset %d" % ax.home_offset)
     m, sd = mean_sd(readings)
     info("50 homes: mean %.1f um, sd %.2f um, range %d um"
          % (m, sd, max(readings) - min(readings)))  # fmt: skip
@@ -277,7 +278,7 @@ def test_clean_rehome_passes_the_check():
         rig.go(um)
     ax.rehome_check()
     rig.run()
-    check(ax.homed and not ax.fault and abs(ax.home_offset) <= ax.LOST_STEPS_TOL)
+    check(ax.homed and not ax.fault and abs(ax.home_offset) <= Homing.LOST_STEPS_TOL)
 
 
 def test_stalled_stepper_times_out_homing():
@@ -288,7 +289,7 @@ def test_stalled_stepper_times_out_homing():
     ax.home()
     rig.run(until=lambda: rig.model.steps_emitted > 20)
     rig.stepper._sm.active(0)
-    rig.run(max_ms=ax.HOME_TIMEOUT_MS + 500, until=lambda: ax.fault != 0)
+    rig.run(max_ms=Homing.HOME_TIMEOUT_MS + 500, until=lambda: ax.fault != 0)
     check(ax.fault == faults.HOME_NOT_FOUND and not ax.homing)
 
 

@@ -26,6 +26,7 @@ from mphelp import SIM, check, info
 
 from drivers.watchdog import Watchdog
 from firmware.depth import DepthAxis
+from firmware.homing import Homing
 from firmware.link import REPLY_WAIT_MS
 from firmware.needle import NeedleDrive
 from firmware.supervisor import Supervisor
@@ -96,8 +97,8 @@ MATRIX = [
               "tests/mp/mptest_sessions.py::test_power_cut_on_littlefs_at_every_write"]},
     {"test": "test_endstop_open", "fault": "Endstop stuck open: the switch never closes",
      "inject": "`fault endstop_open`", "when": "at power-up (homing from 2 mm)",
-     "code": "home_not_found", "latch_ms": DepthAxis.HOME_TIMEOUT_MS + LATCH_MARGIN_MS,
-     "safe_ms": DepthAxis.HOME_TIMEOUT_MS + LATCH_MARGIN_MS + BLIND_MS,
+     "code": "home_not_found", "latch_ms": Homing.HOME_TIMEOUT_MS + LATCH_MARGIN_MS,
+     "safe_ms": Homing.HOME_TIMEOUT_MS + LATCH_MARGIN_MS + BLIND_MS,
      "safe": AT_BOOT, "record": "`~E` fault event, `faults` log", "reqs": "DS-40, PS-4, SF-03",
      "also": [DT + "test_endstop_never_found_latches_and_retracts",
               DT + "test_stalled_stepper_times_out_homing"]},
