@@ -30,7 +30,6 @@ class Buzzer:
         self.pwm.duty_u16(0)
         self._pattern = None
         self._new = False
-        self.played = []  # names of the last patterns started (newest last)
 
     def play(self, name):
         p = PATTERNS.get(name)
@@ -38,9 +37,6 @@ class Buzzer:
             return
         self._pattern = p
         self._new = True
-        self.played.append(name)
-        if len(self.played) > 8:
-            self.played.pop(0)
 
     def off(self):
         self._pattern = None

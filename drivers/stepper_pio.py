@@ -122,7 +122,6 @@ class StepperPIO:
         self._fln = 0
         self._flh = 0
         self.position = 0  # net completed steps (+ out)
-        self.segments_done = 0
         self._sm = rp2.StateMachine(sm_id, stepper_segments, freq=SM_FREQ_HZ,
                                     set_base=step_pin, out_base=dir_pin)  # fmt: skip
         self._sm.active(1)
@@ -164,7 +163,6 @@ class StepperPIO:
                 self.position += word_steps(fl[self._flh])
                 self._flh = (self._flh + 1) % _FIFO_DEPTH
                 self._fln -= 1
-                self.segments_done += 1
         q = self._q
         while self._qn and self._fln < self.IN_FLIGHT and sm.tx_fifo() < _FIFO_DEPTH:
             w = q[self._qh]

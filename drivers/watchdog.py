@@ -16,7 +16,6 @@ class Watchdog:
         self._factory = wdt_factory  # (timeout_ms) -> machine.WDT
         self._wdt = None
         self._timer = None
-        self.feeds = 0
 
     @property
     def started(self):
@@ -29,7 +28,6 @@ class Watchdog:
     def feed(self):
         if self._wdt is not None:
             self._wdt.feed()
-            self.feeds += 1
 
     def hand_over(self, timer_factory):
         """The app is leaving for the REPL: keep the watchdog fed from a (soft) timer."""

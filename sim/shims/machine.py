@@ -294,11 +294,13 @@ class WDT:
             raise ValueError("timeout 1..8388 ms")
         self.timeout_us = timeout * 1000
         self.last = _SIM.now
+        self.feeds = 0  # tests: how often the firmware fed it
         _SIM.devices.append(self)
         _SIM.wdt = self
 
     def feed(self):
         self.last = _SIM.now
+        self.feeds += 1
 
     def step(self, now, dt):
         if now + dt - self.last > self.timeout_us:

@@ -76,6 +76,7 @@ class StateMachine:
         self.model = None
         self.running = False
         self.irq_handler = None
+        self.words_read = 0  # RX words the program's user took (tests: completed segments)
 
     def init(self, prog, freq=-1, **kw):
         if self.model is not None and self.model in _SIM.devices:
@@ -130,6 +131,7 @@ class StateMachine:
         while not self.rx:
             _SIM.sleep_us(10)
         v = self.rx.pop(0) >> shift
+        self.words_read += 1
         if buf is not None:
             buf[0] = v
         return v

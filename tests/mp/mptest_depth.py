@@ -341,5 +341,5 @@ def test_feeding_the_pio_allocates_nothing():
             st.service()  # tokens counted, nothing left to put
         finally:
             micropython.heap_unlock()
-    check(not st.busy and st.position == n and st.segments_done == 4, "pos %d" % st.position)
+    check(not st.busy and st.position == n and st._sm.words_read == 4, "pos %d" % st.position)
     check(rig.plant.pulses == n)

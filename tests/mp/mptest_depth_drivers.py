@@ -62,7 +62,7 @@ def test_pulses_intervals_and_direction_changes_are_exact():
         for k in range(1, s):
             check(rec.t[i + k] - rec.t[i + k - 1] == iv, "interval in segment %d" % i)
         i += s
-    check(st.position == 5 - 3 + 7 - 1 + 4 and not st.busy and st.segments_done == 5)
+    check(st.position == 5 - 3 + 7 - 1 + 4 and not st.busy and st._sm.words_read == 5)
     check(rig.plant.pulses == st.position)
 
 
