@@ -122,12 +122,6 @@ class Settings:
             return 0, lim
         return p[0], min(p[1], lim)
 
-    def fingerprint(self):
-        """A short digest of every stored value (tests: 'nothing changed')."""
-        from binascii import crc32
-
-        return crc32(self._payload())
-
     # -- checking a change (pure: nothing changes here) ------------------------------------
     def parse(self, key, text, unlocked=False, running=False):
         """The protocol's text of a value -> its internal value (schema type and bounds); the
@@ -219,16 +213,6 @@ class Settings:
             raise Refused(E.LOCKED, key[:40] + " is protected: unlock first")
         if e.flags & STOPPED and running:
             raise Refused(E.MOTOR_RUNNING, key[:40] + " changes only while the needle is stopped")
-
-    @staticmethod
-    def value_in(new, key):
-        """The value of `key` in a checked change (values, presets), internal units."""
-        v, presets = new
-        if key in v:
-            return v[key]
-        parts = key.split(".")
-        p = presets.get(parts[1])
-        return None if p is None else p[PRESET_FIELDS.index(parts[2])]
 
     # -- changing ---------------------------------------------------------------------------
     def commit(self, new, running=False):

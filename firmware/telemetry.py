@@ -59,13 +59,6 @@ BATTERY_MV = const(9)
 FAULT = const(10)
 
 
-def state_code(name):
-    try:
-        return STATES.index(name)
-    except ValueError:
-        return 255
-
-
 def _clamp(v, lo, hi):
     return lo if v < lo else (hi if v > hi else v)
 

@@ -16,7 +16,7 @@ import simrt  # noqa: E402
 SIM = simrt.install(realtime=False)
 
 import json  # noqa: E402
-from binascii import hexlify  # noqa: E402
+from binascii import crc32, hexlify  # noqa: E402
 
 from protofake import TEST_SECRET, FakeApp  # noqa: E402
 from ramfs import RamFlash, format_and_mount  # noqa: E402
@@ -77,4 +77,5 @@ while True:
         asm.feed(buf, k, sink)
         n -= k
     SIM.advance(10_000)
-    out.write("@@END %d %d\n" % (app.settings.fingerprint(), 1 if app.auth.unlocked() else 0))
+    fp = crc32(app.settings.as_json().encode())
+    out.write("@@END %d %d\n" % (fp, 1 if app.auth.unlocked() else 0))

@@ -40,13 +40,13 @@ def test_unlock_with_the_right_response_only():
     """SP-21: protected settings are refused until `unlock` with HMAC-SHA256(secret,
     challenge); a wrong response fails and changes nothing."""
     app = _app()
-    fp = app.settings.fingerprint()
+    fp = app.settings.as_json()
     check(app.err("set depth_limit_mm 2.00") == E.LOCKED)
     ch = app.ok("unlock")["challenge"]
     check(len(ch) == 32)
     check(app.err("unlock " + _answer(ch, b"x" * 32)) == E.AUTH_FAILED, "wrong secret")
     check(app.err("set depth_limit_mm 2.00") == E.LOCKED)
-    check(app.settings.fingerprint() == fp)
+    check(app.settings.as_json() == fp)
     SIM.advance(2_000_000)  # past the rate limit of one failure
     ch = app.ok("unlock")["challenge"]
     r = app.ok("unlock " + _answer(ch).upper())  # hex in either case

@@ -360,7 +360,7 @@ def test_telemetry_sample_matches_status():
             pen.poll()
         pen.telemetry_into(v)
         st = pen.status()
-        want = (T.state_code(st["state"]), int(round(st["stroke_hz"] * 10)), st["target_hz"],
+        want = (T.STATES.index(st["state"]), int(round(st["stroke_hz"] * 10)), st["target_hz"],
                 st["duty"], int(round((st["depth_mm"] or 0) * 1000)),
                 int(round(st["target_depth_mm"] * 1000)), st["current_ma"], st["battery_mv"],
                 st["fault_code"])  # fmt: skip

@@ -133,10 +133,10 @@ def test_host_lines_store_and_select_the_preset_under_the_lock():
     pen is locked (nothing changes) and accepted unlocked; selecting the preset loads its
     default depth (the depth stop moves there) and its stroke rate."""
     r = Rig()
-    fp = r.settings.fingerprint()
+    fp = r.settings.as_json()
     for line in HOST_LINES:
         check(r.err(line) == E.LOCKED, line)
-    check(r.settings.fingerprint() == fp, "nothing changed while locked")
+    check(r.settings.as_json() == fp, "nothing changed while locked")
     r.load()
     lst = r.ok("preset list")
     check(lst["active"] == "acne_scars_cheeks", repr(lst))

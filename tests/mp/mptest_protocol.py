@@ -54,7 +54,7 @@ def test_bad_lines_get_one_error_and_change_nothing():
     """SP-33: malformed lines (not UTF-8, empty, unknown, wrong arguments) each get exactly one
     `error:N` line; no setting and no pen call changes."""
     app = FakeApp()
-    fp = app.settings.fingerprint()
+    fp = app.settings.as_json()
     bad = [b"\xff\xfe", b"", b"   ", b"frobnicate", b"HELLO", b"hello extra", b"status 1",
            b"get", b"get a b", b"set depth_mm", b"run fast", b"run 1.5", b"depth",
            b"depth 1.00 please", b"telemetry sideways", b"telemetry fetch", b"telemetry fetch x",
@@ -67,7 +67,7 @@ def test_bad_lines_get_one_error_and_change_nothing():
         r = app.cmd(line)
         _one_line(r)
         check(r.startswith("error:"), "%r -> %r" % (line, r))
-    check(app.settings.fingerprint() == fp, "settings unchanged")
+    check(app.settings.as_json() == fp, "settings unchanged")
     check(app.pen.calls == [], "no pen call: %r" % app.pen.calls)
 
 

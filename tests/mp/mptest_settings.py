@@ -66,7 +66,7 @@ def test_set_validates_and_refusal_changes_nothing():
     value changes nothing."""
     app = FakeApp()
     s = app.settings
-    fp = s.fingerprint()
+    fp = s.as_json()
     cases = (("set depth_mm 3.5", E.OUT_OF_RANGE), ("set depth_mm abc", E.BAD_ARGUMENT),
              ("set depth_mm 1.005", E.BAD_ARGUMENT), ("set stroke_hz 151", E.OUT_OF_RANGE),
              ("set stroke_hz 99.5", E.BAD_ARGUMENT), ("set nope 1", E.UNKNOWN_SETTING),
@@ -76,7 +76,7 @@ def test_set_validates_and_refusal_changes_nothing():
     for line, code in cases:
         got = app.err(line)
         check(got == code, "%s -> error %d, expected %d" % (line, got, code))
-        check(s.fingerprint() == fp, "unchanged after " + line)
+        check(s.as_json() == fp, "unchanged after " + line)
     check(app.ok("set depth_mm 1.2") == {"depth_mm": 1.2})
     check(s.get("depth_mm") == 1200)
     check(app.pen.targets.depth_um == 1200, "the observer moved the depth")
@@ -87,13 +87,13 @@ def test_protected_settings_need_unlock():
     """SP-5: protected settings (depth limit, stroke-rate range, calibration, presets,
     cartridge limit) are refused with error LOCKED until unlocked."""
     app = FakeApp()
-    fp = app.settings.fingerprint()
+    fp = app.settings.as_json()
     for line in ("set depth_limit_mm 2.00", "set stroke_hz_min 60", "set stroke_hz_max 140",
                  "set calib [0,0,1000,2600]", "calib set [0,0,1000,2600]",
                  "set preset.a.depth_min_mm 1.00", "set preset.active none",
                  "set cartridge_stroke_limit 5000", "defaults", "preset delete a"):  # fmt: skip
         check(app.err(line) == E.LOCKED, line)
-    check(app.settings.fingerprint() == fp)
+    check(app.settings.as_json() == fp)
     s = app.settings
     s.set("depth_limit_mm", "2.00", unlocked=True)
     check(s.get("depth_limit_mm") == 2000)
@@ -220,7 +220,7 @@ def test_dump_replays_onto_any_pen():
         over = len(parts) == 4
         sb.set(parts[1], parts[2], unlocked=True, override=over)
     check(sb.as_json() == sa.as_json(), "replayed:\n%s\n%s" % (sb.as_json(), sa.as_json()))
-    check(sb.fingerprint() == sa.fingerprint())
+    check(sb.as_json() == sa.as_json())
 
 
 def test_observer_can_veto_and_rollback():
