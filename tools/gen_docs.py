@@ -62,23 +62,23 @@ def settings_md(settings) -> str:
         "| setting | type | unit | min | max | default | protected | stopped only | meaning |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, typ, unit, lo, hi, default, flags, text in settings.SCHEMA:
-        if typ == "mm":
-            lo_s, hi_s = settings.fmt_mm(lo), settings.fmt_mm(hi)
-            d = "-" if default is None else settings.fmt_mm(default)
-        elif typ == "calib":
-            lo_s, hi_s = f"{lo} points", f"{hi} points"
-            d = "`[" + ", ".join(str(x) for x in default) + "]`"
-        elif typ == "preset":
+    for e in settings.SCHEMA:
+        if e.type == "mm":
+            lo_s, hi_s = settings.fmt_mm(e.lo), settings.fmt_mm(e.hi)
+            d = "-" if e.default is None else settings.fmt_mm(e.default)
+        elif e.type == "calib":
+            lo_s, hi_s = f"{e.lo} points", f"{e.hi} points"
+            d = "`[" + ", ".join(str(x) for x in e.default) + "]`"
+        elif e.type == "preset":
             lo_s = hi_s = "-"
-            d = f"`{default}`"
+            d = f"`{e.default}`"
         else:
-            lo_s, hi_s = str(lo), str(hi)
-            d = "-" if default is None else str(default)
-        prot = "yes" if flags & settings.PROTECTED else ""
-        stop = "yes" if flags & settings.STOPPED else ""
-        lines.append(f"| `{name}` | {typ} | {unit} | {lo_s} | {hi_s} | {d} | {prot} | {stop} | "
-                     f"{text} |")  # fmt: skip
+            lo_s, hi_s = str(e.lo), str(e.hi)
+            d = "-" if e.default is None else str(e.default)
+        prot = "yes" if e.flags & settings.PROTECTED else ""
+        stop = "yes" if e.flags & settings.STOPPED else ""
+        lines.append(f"| `{e.name}` | {e.type} | {e.unit} | {lo_s} | {hi_s} | {d} | {prot} | "
+                     f"{stop} | {e.help} |")  # fmt: skip
     lines += [
         "",
         f"`*` in a preset key is the preset's name: lower-case letters, digits and `_`, starting "

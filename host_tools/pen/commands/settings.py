@@ -49,7 +49,7 @@ def value_text(mod, key: str, value: Any) -> str:
         raise CliError(f"unknown setting {key!r} (see pen settings)")
     if isinstance(value, str):
         return value.strip()
-    if e[1] == "calib":
+    if e.type == "calib":
         return json.dumps(value, separators=(",", ":"))
     if isinstance(value, bool) or value is None:
         raise CliError(f"{key}: {value!r} is not a valid value")
@@ -81,7 +81,7 @@ def stored(mod, s, key: str):
     except Exception:  # noqa: BLE001 -- Refused: no such preset yet
         return None
     e = mod.entry(key)
-    if e[1] == "preset":
+    if e.type == "preset":
         return json.loads(text)
     try:
         return mod._parse_value(e, text)
@@ -134,12 +134,12 @@ def plan(mod, s, target: dict, strict: bool = True) -> list[tuple[str, str]]:
 
 def protected(mod, key: str) -> bool:
     e = mod.entry(key)
-    return bool(e and e[6] & mod.PROTECTED)
+    return bool(e and e.flags & mod.PROTECTED)
 
 
 def stopped_only(mod, key: str) -> bool:
     e = mod.entry(key)
-    return bool(e and e[6] & mod.STOPPED)
+    return bool(e and e.flags & mod.STOPPED)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -263,12 +263,12 @@ def cmd_settings(args) -> int:
         if e is None:
             print(f"{k:<30} {_fmt(mod, e, v):>14}  (not in this host's schema)")
             continue
-        rng = mod._range_text(e) if e[1] in ("mm", "int") else ""
-        flags = ("P" if e[6] & mod.PROTECTED else "") + ("S" if e[6] & mod.STOPPED else "")
+        rng = mod._range_text(e) if e.type in ("mm", "int") else ""
+        flags = ("P" if e.flags & mod.PROTECTED else "") + ("S" if e.flags & mod.STOPPED else "")
         val = _fmt(mod, e, v)
         if len(val) > 14:
             val = val[:11] + "..."
-        print(f"{k:<30} {val:>14}  {e[2][:8]:<8} {rng:<16} {flags}")
+        print(f"{k:<30} {val:>14}  {e.unit[:8]:<8} {rng:<16} {flags}")
     return 0
 
 
