@@ -527,7 +527,7 @@ class Pen:
             "armed": self.state in (ARMED, RUNNING, STOPPING),
             "depth_mm": None if pos is None else mm(pos),
             "target_depth_mm": mm(self.targets.depth_um),
-            "stroke_hz": round(n.rate_mhz / 1000, 1),
+            "measured_hz": round(n.rate_mhz / 1000, 1),
             "target_hz": self.targets.rate_hz,
             "duty": n.duty,
             "current_ma": n.current_ma,

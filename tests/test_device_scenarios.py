@@ -111,7 +111,7 @@ def _arm_with_cartridge(pen: Console):
 def _run_for(pen: Console, ms: int):
     pen.press("start", 100)
     pen.wait_state("RUNNING", timeout=5)
-    pen.wait(lambda s: s["stroke_hz"] > 90, timeout=5, what="stroke rate")
+    pen.wait(lambda s: s["measured_hz"] > 90, timeout=5, what="stroke rate")
     pen.virtual_sleep(ms)
     pen.press("start", 100)
     return pen.wait_state("ARMED", timeout=10)
@@ -211,11 +211,11 @@ def test_needle_fault_safe_state_latched_until_cleared(pen, fault, name):
     pen.ok("depth 1.00")
     pen.wait(lambda s: abs(s["depth_mm"] - 1.0) < 0.02, timeout=5, what="depth")
     pen.press("start", 100)
-    pen.wait(lambda s: s["stroke_hz"] > 90, timeout=5, what="running")
+    pen.wait(lambda s: s["measured_hz"] > 90, timeout=5, what="running")
     pen.vp.ctl("fault", fault)
     st = pen.wait_state("FAULT", timeout=5)
     assert st["fault"] == name and not st["armed"]
-    pen.wait(lambda s: s["duty"] == 0 and s["stroke_hz"] == 0, timeout=5, what="motor off")
+    pen.wait(lambda s: s["duty"] == 0 and s["measured_hz"] == 0, timeout=5, what="motor off")
     pen.virtual_sleep(1000)
     assert float(pen.truth()["stroke_hz"]) < 1.0
     assert float(pen.vp.ctl("gauge")) < 0.1, "needle stop retracted"
@@ -238,7 +238,7 @@ def test_depth_fault_safe_state_latched_until_cleared(pen):
     pen.ok("depth 1.00")
     pen.wait(lambda s: abs(s["depth_mm"] - 1.0) < 0.02, timeout=5, what="depth")
     pen.press("start", 100)
-    pen.wait(lambda s: s["stroke_hz"] > 90, timeout=5, what="running")
+    pen.wait(lambda s: s["measured_hz"] > 90, timeout=5, what="running")
     pen.vp.ctl("fault", "endstop_closed")
     st = pen.wait_state("FAULT", timeout=5)
     assert st["fault"] in ("endstop_stuck", "lost_steps"), st
@@ -278,7 +278,7 @@ def test_hung_task_watchdog_resets_pen_into_safe_fault(pen):
     which comes up with the motor off and the watchdog fault latched (shown in words)."""
     _arm_with_cartridge(pen)
     pen.press("start", 100)
-    pen.wait(lambda s: s["stroke_hz"] > 90, timeout=5, what="running")
+    pen.wait(lambda s: s["measured_hz"] > 90, timeout=5, what="running")
     pen.vp.ctl("fault", "hang")
     st = pen.wait(lambda s: s["state"] == "FAULT", timeout=30, what="watchdog reset")
     assert st["fault"] == "watchdog" and st["duty"] == 0 and st["uptime_ms"] < 20000
@@ -312,7 +312,7 @@ def test_ctrl_c_leaves_for_the_repl_with_the_needle_off(pen):
     hardware is in the safe state (bridge asleep, stepper disabled) and the REPL answers."""
     _arm_with_cartridge(pen)
     pen.press("start", 100)
-    pen.wait(lambda s: s["stroke_hz"] > 90, timeout=5, what="running")
+    pen.wait(lambda s: s["measured_hz"] > 90, timeout=5, what="running")
     s = pen.port
     s.write(b"\x03")
     out = b""

@@ -88,7 +88,7 @@ class VPen:
                 if exc.code != 10 or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        self.wait(lambda s: s["state"] == "RUNNING" and s["stroke_hz"] > 0.9 * s["target_hz"],
+        self.wait(lambda s: s["state"] == "RUNNING" and s["measured_hz"] > 0.9 * s["target_hz"],
                   timeout=10, what="running at the rate")  # fmt: skip
         time.sleep(ms / 1000 / SPEED)
         self.call("stop")
@@ -248,7 +248,7 @@ def test_full_flow_client_plan_checklist_preset_session_record_history(pen, cli)
     pen.press("plus")
     pen.wait(lambda s: abs(s["depth_mm"] - 1.55) < 0.02, timeout=5, what="1.55")
     pen.press("start")  # a short START on the armed pen: run
-    pen.wait(lambda s: s["state"] == "RUNNING" and s["stroke_hz"] > 100, timeout=10, what="run")
+    pen.wait(lambda s: s["state"] == "RUNNING" and s["measured_hz"] > 100, timeout=10, what="run")
     time.sleep(1.0 / SPEED)
     pen.press("start")  # stop, on the press
     pen.wait(lambda s: s["state"] == "ARMED", timeout=10, what="stopped")

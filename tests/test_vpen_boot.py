@@ -15,7 +15,7 @@ def test_boot_and_status_over_pyserial(vpen):
             line = s.readline().decode()
     assert line.startswith("ok "), line
     st = json.loads(line[3:])
-    for key in ("state", "homed", "depth_mm", "target_depth_mm", "stroke_hz", "target_hz",
+    for key in ("state", "homed", "depth_mm", "target_depth_mm", "measured_hz", "target_hz",
                 "fault", "firmware_version", "protocol_version"):  # fmt: skip
         assert key in st, key
 

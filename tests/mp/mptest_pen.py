@@ -315,7 +315,7 @@ def test_status_has_the_protocol_fields():
     """PS-13: status() carries every field of docs/protocol.md's Status JSON."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
     st = pen.status()
-    for k in ("state", "homed", "armed", "depth_mm", "target_depth_mm", "stroke_hz",
+    for k in ("state", "homed", "armed", "depth_mm", "target_depth_mm", "measured_hz",
               "target_hz", "duty", "current_ma", "battery_mv", "fault", "fault_code",
               "cartridge", "cartridge_strokes", "uptime_ms"):  # fmt: skip
         check(k in st, k)
@@ -360,7 +360,7 @@ def test_telemetry_sample_matches_status():
             pen.poll()
         pen.telemetry_into(v)
         st = pen.status()
-        want = (T.STATES.index(st["state"]), int(round(st["stroke_hz"] * 10)), st["target_hz"],
+        want = (T.STATES.index(st["state"]), int(round(st["measured_hz"] * 10)), st["target_hz"],
                 st["duty"], int(round((st["depth_mm"] or 0) * 1000)),
                 int(round(st["target_depth_mm"] * 1000)), st["current_ma"], st["battery_mv"],
                 st["fault_code"])  # fmt: skip

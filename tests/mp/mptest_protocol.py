@@ -105,7 +105,7 @@ def test_status_faults_and_settings_are_json():
     """SP-35: status, faults, settings, dump, get and calib get answer one JSON payload."""
     app = FakeApp()
     st = app.ok("status")
-    for k in ("state", "homed", "depth_mm", "target_depth_mm", "stroke_hz", "target_hz", "duty",
+    for k in ("state", "homed", "depth_mm", "target_depth_mm", "measured_hz", "target_hz", "duty",
               "current_ma", "battery_mv", "fault", "firmware_version", "protocol_version"):
         check(k in st, k)
     app.pen.fault_code = 1

@@ -174,7 +174,7 @@ class FakePen:
             "state": self.state, "homed": True, "armed": self.state == "ARMED",
             "depth_mm": self.targets.depth_um / 1000,
             "target_depth_mm": self.targets.depth_um / 1000,
-            "stroke_hz": self.stroke_dhz / 10, "target_hz": self.targets.rate_hz,
+            "measured_hz": self.stroke_dhz / 10, "target_hz": self.targets.rate_hz,
             "duty": self.duty,
             "current_ma": 120, "battery_mv": 3900,
             "fault": "stall" if self.fault_code else None, "fault_code": self.fault_code,

@@ -7,7 +7,7 @@ import sys
 
 from ..link import session
 
-_ORDER = ("state", "homed", "armed", "depth_mm", "target_depth_mm", "stroke_hz", "target_hz",
+_ORDER = ("state", "homed", "armed", "depth_mm", "target_depth_mm", "measured_hz", "target_hz",
           "duty", "current_ma", "battery_mv", "fault", "fault_code", "cartridge",
           "cartridge_strokes", "uptime_ms")  # fmt: skip
 
