@@ -37,7 +37,8 @@ NAME_MAX = 24
 DEFAULT_FILE = "presets_default.json"
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]*$")
-_DEPTH_KEYS = ("depth_min_mm", "depth_default_mm", "depth_max_mm")
+# The firmware's order of a preset's fields (firmware/schema.py PRESET_FIELDS), everywhere.
+_DEPTH_KEYS = ("depth_min_mm", "depth_max_mm", "depth_default_mm")
 _REQUIRED = ("name", "indication", "area", *_DEPTH_KEYS, "stroke_hz")
 _OPTIONAL = ("sources", "note")
 _TOP_KEYS = ("format", "disclaimer", "presets", "plan_defaults")
@@ -165,7 +166,7 @@ def _check_preset(raw: Any, where: str, problems: list[str]) -> Preset | None:
         else:
             depths[key] = round(float(value), 2)
     if len(depths) == 3:
-        lo, default, hi = (depths[k] for k in _DEPTH_KEYS)
+        lo, hi, default = (depths[k] for k in _DEPTH_KEYS)
         if not lo <= hi:
             problems.append(f"{where}: depth_min_mm {lo} is above depth_max_mm {hi}")
         elif not lo <= default <= hi:
