@@ -45,7 +45,7 @@ class App:
         self.boot_fault = self.settings.load()
         s = self.settings
         self.depth = DepthAxis(board.stepper, board.endstop, calib=s.get("calib"),
-                               limit_um=s.get("depth_limit_mm"))  # fmt: skip
+                               limit_um=s.get("depth_limit"))  # fmt: skip
         self.sessions = Sessions(RecordLog(board.sessions_path))
         self.pen = Pen(self.needle, self.depth, s, self.sessions)
         self.auth = Auth()

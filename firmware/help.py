@@ -17,7 +17,7 @@ HELP = (
     ('set KEY VALUE [override]',
      'Change one setting, checked against the schema (docs/settings.md); protected '
      'settings need `unlock`, some only change while the needle is stopped. `override` '
-     "lets depth_mm leave the active preset's range. Saved at once while the needle is "
+     "lets depth leave the active preset's range. Saved at once while the needle is "
      'stopped.'),
     ('settings',
      'Every setting as one JSON object.'),
@@ -53,7 +53,7 @@ HELP = (
     ('stop',
      'Controlled stop of the needle (also the real-time byte `!`).'),
     ('depth MM [override]',
-     'Same as `set depth_mm MM`: out of range is refused, never clamped.'),
+     'Same as `set depth MM`: out of range is refused, never clamped.'),
     ('clear',
      'Clear a latched fault whose cause is gone.'),
     ('cartridge new',

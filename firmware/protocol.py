@@ -203,13 +203,13 @@ class Protocol:
     def cmd_set(self, args):
         """set KEY VALUE [override]
         Change one setting, checked against the schema (docs/settings.md); protected settings
-        need `unlock`, some only change while the needle is stopped. `override` lets depth_mm
+        need `unlock`, some only change while the needle is stopped. `override` lets depth
         leave the active preset's range. Saved at once while the needle is stopped."""
         if len(args) < 2:
             raise Refused(E.BAD_ARGUMENT, "usage: set KEY VALUE")
         key = args[0]
         override = False
-        if key == "depth_mm" and len(args) == 3 and args[2] == "override":
+        if key == "depth" and len(args) == 3 and args[2] == "override":
             override = True
             args = args[:2]
         if key != "calib" and len(args) != 2:
@@ -333,12 +333,12 @@ class Protocol:
 
     def cmd_depth(self, args):
         """depth MM [override]
-        Same as `set depth_mm MM`: out of range is refused, never clamped."""
+        Same as `set depth MM`: out of range is refused, never clamped."""
         _nargs(args, 1, 2, "depth MM [override]")
         over = len(args) == 2
         if over and args[1] != "override":
             raise Refused(E.BAD_ARGUMENT, "usage: depth MM [override]")
-        stored = self.app.pen.targets.set("depth_mm", args[0], "serial", over, self.unlocked())
+        stored = self.app.pen.targets.set("depth", args[0], "serial", over, self.unlocked())
         return '{"target_depth_mm": %s}' % stored
 
     def cmd_clear(self, args):

@@ -13,7 +13,7 @@ Types and internal units (floats only at the protocol's edge):
           firmware.calib.CalibrationTable (validated by it: strictly increasing, plausible slope)
   preset  a preset name or "none"
 
-Presets: `preset.NAME.depth_min_mm`, `.depth_max_mm`, `.depth_default_mm` (mm) and `.stroke_hz`
+Presets: `preset.NAME.depth_min`, `.depth_max`, `.depth_default` (mm) and `.stroke_hz`
 (int); NAME is [a-z][a-z0-9_]*, at most NAME_MAX characters, at most MAX_PRESETS of them.
 """
 
@@ -50,11 +50,11 @@ Setting = namedtuple("Setting", ("name", "type", "unit", "lo", "hi", "default", 
 
 
 SCHEMA = (
-    Setting("depth_mm", "mm", "mm", 0, 3000, 500, STOPPED,
+    Setting("depth", "mm", "mm", 0, 3000, 500, STOPPED,
      "needle depth target (set while the needle is stopped: one pass, one depth)"),
-    Setting("depth_limit_mm", "mm", "mm", 250, 3000, 2500, PROTECTED | STOPPED,
+    Setting("depth_limit", "mm", "mm", 250, 3000, 2500, PROTECTED | STOPPED,
      "deepest depth the pen accepts (clinic limit)"),
-    Setting("depth_step_mm", "mm", "mm", 10, 500, 50, 0,
+    Setting("depth_step", "mm", "mm", 10, 500, 50, 0,
      "depth change per plus/minus press"),
     Setting("stroke_hz", "int", "Hz", 50, 150, 100, 0,
      "needle stroke rate target"),
@@ -79,17 +79,17 @@ SCHEMA = (
      "depth calibration: flat list of (microsteps, µm) points, both strictly increasing"),
     Setting("preset.active", "preset", "", 0, 0, "none", PROTECTED | STOPPED,
      "selected preset (loads its default depth and stroke rate), or none"),
-    Setting("preset.*.depth_min_mm", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
+    Setting("preset.*.depth_min", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
      "preset: shallowest depth"),
-    Setting("preset.*.depth_max_mm", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
+    Setting("preset.*.depth_max", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
      "preset: deepest depth"),
-    Setting("preset.*.depth_default_mm", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
+    Setting("preset.*.depth_default", "mm", "mm", 0, 3000, None, PROTECTED | STOPPED,
      "preset: depth loaded when the preset is selected"),
     Setting("preset.*.stroke_hz", "int", "Hz", 50, 150, None, PROTECTED | STOPPED,
      "preset: stroke rate loaded when the preset is selected"),
 )  # fmt: skip
 
-PRESET_FIELDS = ("depth_min_mm", "depth_max_mm", "depth_default_mm", "stroke_hz")
+PRESET_FIELDS = ("depth_min", "depth_max", "depth_default", "stroke_hz")
 
 _BY_NAME = {}
 for _e in SCHEMA:
@@ -269,7 +269,7 @@ def schema_hash():
 
 
 def entry(key):
-    """The schema entry of a key ('preset.x.depth_min_mm' -> the 'preset.*.' entry), or None."""
+    """The schema entry of a key ('preset.x.depth_min' -> the 'preset.*.' entry), or None."""
     e = _BY_NAME.get(key)
     if e is not None:
         return e

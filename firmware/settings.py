@@ -7,10 +7,10 @@ Presets: each field is checked on its own when set; a preset is checked as a who
 default <= max <= the depth limit, stroke_hz within stroke_hz_min..max) when it is selected
 with `preset.active NAME`, which then loads its default depth and stroke rate. Editing a field of
 the active preset deselects it (`preset.active` becomes "none"); the host selects it again after
-sending all its fields. While a preset is active, `depth_mm` must stay inside its range unless
+sending all its fields. While a preset is active, `depth` must stay inside its range unless
 the change is an explicit override.
 
-Cross-setting rules (always true of the stored set): depth_mm <= depth_limit_mm;
+Cross-setting rules (always true of the stored set): depth <= depth_limit;
 stroke_hz_min <= stroke_hz <= stroke_hz_max; an active preset is valid. A change that would break
 one is refused (nothing clamped).
 
@@ -22,7 +22,7 @@ one is refused (nothing clamped).
     s.commit(new, running)              # make `new` current; persisted now while stopped
                                         # (Refused STORAGE: the write failed, nothing changed)
     s.flush()                           # persist changes made while the motor ran
-    s.depth_range_um()                  # (lo, hi) allowed for depth_mm (preset, limit)
+    s.depth_range_um()                  # (lo, hi) allowed for depth (preset, limit)
     s.set(key, text, ...)               # parse + check + commit: a copy of the settings with
                                         # no actuators behind it (the host's `pen settings`)
 """
@@ -56,6 +56,10 @@ from firmware.schema import (  # noqa: F401 -- re-exported: the schema's names l
     schema_hash,
     valid_name,
 )
+
+# Stored records written before the depth keys lost their `_mm` (they hold µm): the values
+# keep their meaning, so a clinic's depth limit survives the update. Read on load only.
+_RENAMED = {"depth_mm": "depth", "depth_limit_mm": "depth_limit", "depth_step_mm": "depth_step"}
 
 
 class Settings:
@@ -114,9 +118,9 @@ class Settings:
         return "{" + ", ".join(parts) + "}"
 
     def depth_range_um(self):
-        """(lo, hi) µm that depth_mm may take now: the active preset's range, else 0..limit."""
+        """(lo, hi) µm that depth may take now: the active preset's range, else 0..limit."""
         v = self._v
-        lim = v["depth_limit_mm"]
+        lim = v["depth_limit"]
         p = self._presets.get(v["preset.active"])
         if p is None:
             return 0, lim
@@ -173,11 +177,11 @@ class Settings:
                 bad = self._preset_problem(p, v)
                 if bad:
                     raise Refused(E.PRESET_RANGE, "preset %s: %s" % (value, bad))
-                v["depth_mm"] = p[2]
+                v["depth"] = p[2]
                 v["stroke_hz"] = p[3]
         else:
             v[key] = value
-            if key == "depth_mm" and not override:
+            if key == "depth" and not override:
                 p = presets.get(v["preset.active"])
                 if p is not None and not p[0] <= value <= p[1]:
                     raise Refused(E.PRESET_RANGE, "depth outside preset %s (%s..%s mm)" % (
@@ -240,17 +244,17 @@ class Settings:
             return "incomplete (needs %s)" % ", ".join(
                 PRESET_FIELDS[i] for i in range(4) if p[i] is None)
         if not p[0] <= p[2] <= p[1]:
-            return "needs depth_min_mm <= depth_default_mm <= depth_max_mm"
-        if p[1] > v["depth_limit_mm"]:
-            return "depth_max_mm above depth_limit_mm %s" % fmt_mm(v["depth_limit_mm"])
+            return "needs depth_min <= depth_default <= depth_max"
+        if p[1] > v["depth_limit"]:
+            return "depth_max above depth_limit %s" % fmt_mm(v["depth_limit"])
         if not v["stroke_hz_min"] <= p[3] <= v["stroke_hz_max"]:
             return "stroke_hz outside %d..%d Hz" % (v["stroke_hz_min"], v["stroke_hz_max"])
         return None
 
     def _invariant_problem(self, v, presets):
-        if v["depth_mm"] > v["depth_limit_mm"]:
-            return E.OUT_OF_RANGE, "depth_mm %s above depth_limit_mm %s" % (
-                fmt_mm(v["depth_mm"]), fmt_mm(v["depth_limit_mm"]))
+        if v["depth"] > v["depth_limit"]:
+            return E.OUT_OF_RANGE, "depth %s above depth_limit %s" % (
+                fmt_mm(v["depth"]), fmt_mm(v["depth_limit"]))
         if v["stroke_hz_min"] > v["stroke_hz_max"]:
             return E.OUT_OF_RANGE, "stroke_hz_min above stroke_hz_max"
         if not v["stroke_hz_min"] <= v["stroke_hz"] <= v["stroke_hz_max"]:
@@ -327,8 +331,8 @@ class Settings:
             raise ValueError("layout")
         v = _defaults()
         for k in sv:
-            e = _BY_NAME.get(k)
-            if e is None or k not in v:
+            e = _BY_NAME.get(_RENAMED.get(k, k))
+            if e is None or e.name not in v:
                 continue  # a setting this firmware no longer has
             val = sv[k]
             if e.type in ("int", "mm"):
@@ -338,7 +342,7 @@ class Settings:
             elif e.type == "preset":
                 if not isinstance(val, str) or (val != "none" and not valid_name(val)):
                     raise ValueError("preset.active")
-            v[k] = val
+            v[e.name] = val
         presets = {}
         if len(sp) > MAX_PRESETS:
             raise ValueError("too many presets")
@@ -363,17 +367,17 @@ class Settings:
         widened before depth and rate are set and narrowed after, the preset is selected last
         and the depth/rate set again after it (with `override` if outside its range)."""
         v = self._v
-        lim = _BY_NAME["depth_limit_mm"]
+        lim = _BY_NAME["depth_limit"]
         lines = ["set preset.active none",
-                 "set depth_limit_mm " + fmt_mm(lim.hi),
+                 "set depth_limit " + fmt_mm(lim.hi),
                  "set stroke_hz_min %d" % _BY_NAME["stroke_hz_min"].lo,
                  "set stroke_hz_max %d" % _BY_NAME["stroke_hz_max"].hi,
-                 "set depth_mm " + fmt_mm(v["depth_mm"]),
+                 "set depth " + fmt_mm(v["depth"]),
                  "set stroke_hz %d" % v["stroke_hz"],
-                 "set depth_limit_mm " + fmt_mm(v["depth_limit_mm"]),
+                 "set depth_limit " + fmt_mm(v["depth_limit"]),
                  "set stroke_hz_min %d" % v["stroke_hz_min"],
                  "set stroke_hz_max %d" % v["stroke_hz_max"]]  # fmt: skip
-        done = ("depth_mm", "stroke_hz", "depth_limit_mm", "stroke_hz_min", "stroke_hz_max",
+        done = ("depth", "stroke_hz", "depth_limit", "stroke_hz_min", "stroke_hz_max",
                 "preset.active")  # fmt: skip
         for k in _SCALARS:
             if k not in done:
@@ -388,7 +392,7 @@ class Settings:
         if act != "none":
             p = self._presets[act]
             lines.append("set preset.active " + act)
-            over = "" if p[0] <= v["depth_mm"] <= p[1] else " override"
-            lines.append("set depth_mm " + fmt_mm(v["depth_mm"]) + over)
+            over = "" if p[0] <= v["depth"] <= p[1] else " override"
+            lines.append("set depth " + fmt_mm(v["depth"]) + over)
             lines.append("set stroke_hz %d" % v["stroke_hz"])
         return lines

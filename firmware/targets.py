@@ -22,8 +22,8 @@ from firmware import errors as E
 from firmware.errors import Refused
 from firmware.schema import to_mm as mm
 
-DEPTH = "depth_mm"
-LIMIT = "depth_limit_mm"
+DEPTH = "depth"
+LIMIT = "depth_limit"
 RATE = "stroke_hz"
 CALIB = "calib"
 ACTIVE = "preset.active"
@@ -189,7 +189,7 @@ class Targets:
         lim = self.limit_um()
         cur = self.depth_um
         up = direction > 0
-        step = self.settings.get("depth_step_mm")
+        step = self.settings.get("depth_step")
         if override:
             lo, hi = 0, lim
         if up:

@@ -6,7 +6,7 @@ Gestures (docs/ui.md has the table of every button in every state):
 - `start` short press: on an armed pen with a confirmed cartridge, run (soft start); while
   running, stop - acting on the press itself, not the release, so a stop is never late. In any
   other state the pen's refusal is shown in words ("NOT HOMED", "NOT ARMED", ...).
-- `plus` / `minus`: while stopped, the depth target by one step (depth_step_mm, 0.05 mm);
+- `plus` / `minus`: while stopped, the depth target by one step (depth_step, 0.05 mm);
   holding repeats after `repeat_delay_ms` every `repeat_ms`; at the limit the target stops and
   the limit is signalled. While running: the stroke rate by one step (never the depth: no press
   can deepen a needle that is in the skin).

@@ -275,7 +275,7 @@ def test_calibrate_virtual_pen_end_to_end(vpen_factory, tmp_path, capsys):
     pen = vpen_factory(speed=4)
     secret = tmp_path / "secret.key"
     secret.write_text(TEST_SECRET_HEX + "\n")
-    assert pen_main(["--port", pen.port, "set", "depth_limit_mm", "3.00", "--secret-file",
+    assert pen_main(["--port", pen.port, "set", "depth_limit", "3.00", "--secret-file",
                      str(secret)]) == 0  # fmt: skip
     capsys.readouterr()
     rc = pen_main(["--port", pen.port, "calibrate", "depth", "--gauge", "virtual", "--points",

@@ -46,7 +46,7 @@ def test_every_command_has_help(capsys):
     [
         (["--port", "/dev/nonexistent-pen", "status"], "cannot open the pen's port"),
         (["set", "no_such_setting", "1"], "unknown setting"),
-        (["set", "depth_mm", "9"], "depth_mm must be"),
+        (["set", "depth", "9"], "depth must be"),
         (["set", "stroke_hz", "fast"], "stroke_hz"),
         (["report", "7", "--db", "{tmp}/none.sqlite3"], "no telemetry database"),
         (["log", "--simulate-disconnect", "5", "--db", "{tmp}/t.sqlite3"], "AT:SECONDS"),
@@ -101,22 +101,22 @@ def test_settings_unlock_save_and_load(vpen, tmp_path, capsys, monkeypatch):
     secret = tmp_path / "secret.key"
     secret.write_text(TEST_SECRET.encode().hex() + "\n")
 
-    rc, out, err = run_pen(capsys, "--port", port, "get", "depth_mm", "--json")
-    assert rc == 0 and json.loads(out) == {"depth_mm": 0.5}, err
-    rc, out, err = run_pen(capsys, "--port", port, "set", "depth_limit_mm", "2.00")
+    rc, out, err = run_pen(capsys, "--port", port, "get", "depth", "--json")
+    assert rc == 0 and json.loads(out) == {"depth": 0.5}, err
+    rc, out, err = run_pen(capsys, "--port", port, "set", "depth_limit", "2.00")
     assert rc == 1 and "unlock" in err
     rc, out, err = run_pen(capsys, "--port", port, "unlock", "--secret-file", str(secret), "--json")
     assert rc == 0 and json.loads(out)["unlocked"] is True, err
-    rc, out, err = run_pen(capsys, "--port", port, "set", "depth_limit_mm", "2.00")
+    rc, out, err = run_pen(capsys, "--port", port, "set", "depth_limit", "2.00")
     assert rc == 0 and out.strip() == "2.0", err
     rc, out, err = run_pen(capsys, "--port", port, "settings")
-    assert rc == 0 and "depth_limit_mm" in out and "P" in out
+    assert rc == 0 and "depth_limit" in out and "P" in out
 
     saved = tmp_path / "saved.json"
     rc, out, err = run_pen(capsys, "--port", port, "settings", "save", str(saved))
     assert rc == 0, err
     doc = json.loads(saved.read_text())
-    assert doc["settings"]["depth_limit_mm"] == 2.0 and doc["pen_serial"]
+    assert doc["settings"]["depth_limit"] == 2.0 and doc["pen_serial"]
     rc, _, err = run_pen(capsys, "--port", port, "lock")
     assert rc == 0, err
 
@@ -128,16 +128,16 @@ def test_settings_unlock_save_and_load(vpen, tmp_path, capsys, monkeypatch):
     before = pen_settings()
     # A new limit, a preset and a depth inside it: the depth only fits once the preset exists
     # and the preset only fits under the new limit -- the order matters.
-    target = dict(doc["settings"], depth_limit_mm=2.4, depth_mm=2.2, stroke_hz=120,
-                  **{"preset.body.depth_min_mm": 2.0, "preset.body.depth_max_mm": 2.3,
-                     "preset.body.depth_default_mm": 2.1, "preset.body.stroke_hz": 110,
+    target = dict(doc["settings"], depth_limit=2.4, depth=2.2, stroke_hz=120,
+                  **{"preset.body.depth_min": 2.0, "preset.body.depth_max": 2.3,
+                     "preset.body.depth_default": 2.1, "preset.body.stroke_hz": 110,
                      "preset.active": "body"})  # fmt: skip
     new = tmp_path / "new.json"
     new.write_text(json.dumps(dict(doc, settings=target)))
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(dict(doc, settings=dict(target, depth_mm=9))))
+    bad.write_text(json.dumps(dict(doc, settings=dict(target, depth=9))))
     rc, out, err = run_pen(capsys, "--port", port, "settings", "load", str(bad))
-    assert rc == 1 and "depth_mm" in err
+    assert rc == 1 and "depth" in err
     rc, out, err = run_pen(capsys, "--port", port, "settings", "load", str(new))
     assert rc == 1 and "locked" in err and "nothing was sent" in err
     assert pen_settings() == before
@@ -148,7 +148,7 @@ def test_settings_unlock_save_and_load(vpen, tmp_path, capsys, monkeypatch):
     res = json.loads(out)
     assert res["sent"] == len(res["steps"])
     i = res["steps"].index("set preset.active body")  # selecting it loads its depth and rate:
-    assert {"set depth_mm 2.2", "set stroke_hz 120"} <= set(res["steps"][i:])  # then these
+    assert {"set depth 2.2", "set stroke_hz 120"} <= set(res["steps"][i:])  # then these
     after = pen_settings()
     for k, v in target.items():
         if k != "calib":

@@ -19,7 +19,7 @@ def test_demo_runs_end_to_end(tmp_path):
     )  # fmt: skip
     out = res.stdout
     assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
-    for step in ("$ pen --port", "status", "homed in", "calibration accepted", "set depth_mm",
+    for step in ("$ pen --port", "status", "homed in", "calibration accepted", "set depth",
                  "arm; cartridge new", "run 100", "sim-ctl load 0.8", "stop", "$ pen report",
                  "passes: 1", "strokes:", "faults: none"):  # fmt: skip
         assert step in out, step

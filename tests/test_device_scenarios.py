@@ -148,7 +148,7 @@ def test_start_refused_unhomed_or_unarmed_motor_never_moves(pen):
 
 
 def test_depth_buttons_step_repeat_and_stop_at_limit(pen):
-    """UI-3, UI-14: plus/minus move the target by depth_step_mm (0.05 mm); holding repeats; the
+    """UI-3, UI-14: plus/minus move the target by depth_step (0.05 mm); holding repeats; the
     target stops at the depth limit with feedback (display and the limit buzz)."""
     st = pen.status()
     d0 = st["target_depth_mm"]
@@ -160,7 +160,7 @@ def test_depth_buttons_step_repeat_and_stop_at_limit(pen):
     # Held 900 ms: one step at the press, repeats from 500 ms every 150 ms -> 4 steps.
     pen.press("plus", 900)
     assert pen.status()["target_depth_mm"] == pytest.approx(d0 - 0.05 + 4 * 0.05)
-    limit = pen.ok("get depth_limit_mm")["depth_limit_mm"]
+    limit = pen.ok("get depth_limit")["depth_limit"]
     pen.ok(f"depth {limit - 0.2:.2f}")
     pen.vp.ctl("buzzer", "clear")
     pen.press("plus", 3000)

@@ -146,7 +146,7 @@ def test_preset_range_is_enforced_by_buttons_and_serial_alike(pen):
     """TR-01, TR-02, TR-03: the host's preset lines, sent through the real link to the unlocked
     pen, select the preset (its default depth and rate loaded); then plus pressed again and again
     stops the target at the preset's max (limit tone, PRESET MAX on the display) and minus at its
-    min, while `depth` and `set depth_mm` outside the range are refused with PRESET_RANGE and
+    min, while `depth` and `set depth` outside the range are refused with PRESET_RANGE and
     change nothing; the needle stop never went outside the range."""
     assert pen.command("set preset.x.stroke_hz 100").startswith("error:11"), "locked"
     preset = _unlock_and_apply(pen, "rejuvenation_forehead")  # 0.25-0.75, default 0.50, 100 Hz
@@ -163,7 +163,7 @@ def test_preset_range_is_enforced_by_buttons_and_serial_alike(pen):
     tones = json.loads(pen.vp.ctl("buzzer"))
     assert any(abs(hz - 3200) < 50 for _, hz, _ in tones), tones
     assert float(pen.vp.ctl("gauge")) < 0.75 + 0.03, "the needle stop is within the range"
-    for line in ("depth 0.80", "set depth_mm 0.80", "depth 0.20", "set depth_mm 2.00"):
+    for line in ("depth 0.80", "set depth 0.80", "depth 0.20", "set depth 2.00"):
         reply = pen.command(line)
         assert reply.startswith(f"error:{PRESET_RANGE}"), (line, reply)
     assert pen.status()["target_depth_mm"] == 0.75

@@ -84,12 +84,12 @@ def settings_md(settings) -> str:
         f"`*` in a preset key is the preset's name: lower-case letters, digits and `_`, starting "
         f"with a letter, at most {settings.NAME_MAX} characters; at most {settings.MAX_PRESETS} "
         "presets. A preset is checked as a whole when it is selected (`set preset.active NAME`: "
-        "min <= default <= max <= `depth_limit_mm`, its `stroke_hz` within `stroke_hz_min` .. "
+        "min <= default <= max <= `depth_limit`, its `stroke_hz` within `stroke_hz_min` .. "
         "`stroke_hz_max`); selecting it loads its default depth and stroke rate. Editing a field "
         "of the active preset deselects it until it is selected again. While a preset is "
-        "active, `depth_mm` stays in its range unless set with `override`.",
+        "active, `depth` stays in its range unless set with `override`.",
         "",
-        "Always true of the stored settings: `depth_mm` <= `depth_limit_mm`; `stroke_hz_min` <= "
+        "Always true of the stored settings: `depth` <= `depth_limit`; `stroke_hz_min` <= "
         "`stroke_hz` <= `stroke_hz_max`. A change that would break a rule is refused, never "
         "clamped.",
         "",

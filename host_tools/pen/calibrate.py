@@ -43,7 +43,7 @@ CMD_SERVICE_ENTER = "service enter"  # needs the unlock
 CMD_SERVICE_EXIT = "service exit"  # the pen homes again
 CMD_HOME = "home"
 CMD_DEPTH = "depth {mm:.3f}"
-CMD_LIMIT_KEY = "depth_limit_mm"
+CMD_LIMIT_KEY = "depth_limit"
 
 
 class CalibrationError(Exception):

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--repeats", "1", "--verify-step", "0.5", "--yes", "--secret-file", f.name,
                 "--report", str(out / "calibration"))  # fmt: skip
         say(f"set a depth of {args.depth:.2f} mm")
-        pen("--port", port, "set", "depth_mm", f"{args.depth:.2f}")
+        pen("--port", port, "set", "depth", f"{args.depth:.2f}")
         say(f"arm, confirm a cartridge, run at {args.hz} Hz for {args.seconds:g} s under skin "
             "load 0.8")  # fmt: skip
         sid, stats, db = run_session(port, out, args.hz, args.depth, args.seconds, 0.8)

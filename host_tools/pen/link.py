@@ -3,7 +3,7 @@
     from pen.link import open_link
     with open_link(None) as link:              # --port / $PEN_PORT / USB id 2E8A:0005
         link.command("status")                 # -> 'ok {...}'  (the reply line, tag removed)
-        link.call("get depth_mm")              # -> {'depth_mm': 0.5}; PenRefused on error:N
+        link.call("get depth")                 # -> {'depth': 0.5}; PenRefused on error:N
 
 Protocol (docs/protocol.md): one reply per command line, `ok [PAYLOAD]` or `error:N MESSAGE`;
 lines beginning with `~` (`~T` telemetry, `~E` events, `~S` status) are never replies and are set

@@ -304,9 +304,9 @@ def preset_to_settings_lines(
 
     This is the single place that knows the wire format of presets, e.g.::
 
-        set preset.acne_scars_cheeks.depth_min_mm 1.00
-        set preset.acne_scars_cheeks.depth_max_mm 2.50
-        set preset.acne_scars_cheeks.depth_default_mm 1.50
+        set preset.acne_scars_cheeks.depth_min 1.00
+        set preset.acne_scars_cheeks.depth_max 2.50
+        set preset.acne_scars_cheeks.depth_default 1.50
         set preset.acne_scars_cheeks.stroke_hz 120
         set preset.active acne_scars_cheeks          (only with select=True)
 
@@ -320,9 +320,9 @@ def preset_to_settings_lines(
         preset = checked
     key = f"preset.{preset.name}"
     lines = [
-        f"set {key}.depth_min_mm {_fmt_mm(preset.depth_min_mm)}",
-        f"set {key}.depth_max_mm {_fmt_mm(preset.depth_max_mm)}",
-        f"set {key}.depth_default_mm {_fmt_mm(preset.depth_default_mm)}",
+        f"set {key}.depth_min {_fmt_mm(preset.depth_min_mm)}",
+        f"set {key}.depth_max {_fmt_mm(preset.depth_max_mm)}",
+        f"set {key}.depth_default {_fmt_mm(preset.depth_default_mm)}",
         f"set {key}.stroke_hz {preset.stroke_hz}",
     ]
     if select:

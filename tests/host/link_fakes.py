@@ -23,7 +23,7 @@ class FakePen:
     def __init__(self, tags=True, hello=None):
         self.tags = tags
         self.hello = dict(hello or HELLO)
-        self.settings = {"depth_mm": 0.5}
+        self.settings = {"depth": 0.5}
         self.received: list[str] = []
         self.before_reply: list[str] = []  # lines sent before the next reply (once)
         self.fail_after_lines: int | None = None  # the cable is pulled after N more lines
@@ -82,7 +82,7 @@ class FakePen:
         if cmd == "hello":
             return "ok " + json.dumps(self.hello)
         if cmd == "status":
-            return "ok " + json.dumps({"state": "READY", "depth_mm": self.settings["depth_mm"]})
+            return "ok " + json.dumps({"state": "READY", "depth_mm": self.settings["depth"]})
         if cmd == "get" and args and args[0] in self.settings:
             return "ok " + json.dumps({args[0]: self.settings[args[0]]})
         if cmd == "set" and len(args) == 2:

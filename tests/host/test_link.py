@@ -24,8 +24,8 @@ def test_handshake_with_tags_and_command_replies():
     pen = FakePen()
     link = make_link(pen).open()
     assert link.hello["serial"] == "e66138" and link.tags
-    assert link.call("get depth_mm") == {"depth_mm": 0.5}
-    assert pen.received[-1].startswith("#") and pen.received[-1].endswith(" get depth_mm")
+    assert link.call("get depth") == {"depth": 0.5}
+    assert pen.received[-1].startswith("#") and pen.received[-1].endswith(" get depth")
     assert link.command("status").startswith("ok {")
     with pytest.raises(L.PenRefused) as exc:
         link.call("get nope")
@@ -38,8 +38,8 @@ def test_untagged_pen_is_spoken_to_without_tags():
     pen = FakePen(tags=False)
     link = make_link(pen).open()
     assert not link.tags
-    assert link.call("get depth_mm") == {"depth_mm": 0.5}
-    assert pen.received[-1] == "get depth_mm"
+    assert link.call("get depth") == {"depth": 0.5}
+    assert pen.received[-1] == "get depth"
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_unsolicited_lines_are_set_aside():
     link = make_link(pen).open()
     pen.before_reply = ['~T {"seq": 7, "state": "RUNNING"}', '~E {"event": "fault"}',
                         "~T not json", "MicroPython banner noise"]  # fmt: skip
-    assert link.call("get depth_mm") == {"depth_mm": 0.5}
+    assert link.call("get depth") == {"depth": 0.5}
     kinds = [(u.kind, u.data) for u in link.unsolicited]
     assert kinds == [("T", {"seq": 7, "state": "RUNNING"}), ("E", {"event": "fault"})]
     assert [u.data["seq"] for u in link.take_unsolicited("T")] == [7]
@@ -82,12 +82,12 @@ def test_stale_and_half_lines_are_not_taken_for_the_reply():
     pen = FakePen()
     link = make_link(pen).open()
     pen.before_reply = ["#9999 ok {\"stale\": true}", "error:2 bad line"]
-    assert link.call("get depth_mm") == {"depth_mm": 0.5}
+    assert link.call("get depth") == {"depth": 0.5}
     assert link.stale_replies >= 1
     # A half line from before a reconnect is flushed at the handshake.
-    pen.pending = b'ok {"depth_mm": 9'
+    pen.pending = b'ok {"depth": 9'
     link.reconnect()
-    assert link.call("get depth_mm") == {"depth_mm": 0.5}
+    assert link.call("get depth") == {"depth": 0.5}
 
 
 def test_pulled_cable_read_only_command_is_retried():
@@ -109,11 +109,11 @@ def test_pulled_cable_changing_command_is_not_repeated():
     pen.swallow_reply = True
     pen.fail_after_lines = 1
     with pytest.raises(L.LinkLost) as exc:
-        link.call("set depth_mm 1.0")
+        link.call("set depth 1.0")
     assert "unknown" in str(exc.value) and "pen status" in str(exc.value)
-    assert sum(1 for r in pen.received if r.endswith("set depth_mm 1.0")) == 1
+    assert sum(1 for r in pen.received if r.endswith("set depth 1.0")) == 1
     assert link.is_open  # reconnected for the next command
-    assert link.call("get depth_mm") == {"depth_mm": 1.0}
+    assert link.call("get depth") == {"depth": 1.0}
 
 
 def test_a_different_pen_after_reconnect_is_refused():
@@ -201,5 +201,5 @@ def test_pen_adapter_opens_this_link(monkeypatch):
     monkeypatch.setattr(L, "_default_serial_factory", lambda port: FakeSerial(pen))
     monkeypatch.setattr(L.Expectation, "from_checkout", classmethod(lambda cls: EXPECT))
     link = pen_adapter.open_link("/dev/fake")
-    assert link.command("get depth_mm") == 'ok {"depth_mm": 0.5}'
+    assert link.command("get depth") == 'ok {"depth": 0.5}'
     pen_adapter.close_link(link)

@@ -151,10 +151,10 @@ COMMANDS = ["hello", "status", "help", "get", "set", "settings", "dump", "save",
             "home", "arm", "disarm", "cartridge", "run", "stop", "depth", "clear", "faults",
             "unlock", "lock", "provision", "telemetry", "session", "calib", "move_steps",
             "service", "preset", "frobnicate"]  # fmt: skip
-KEYS = ["depth_mm", "depth_limit_mm", "depth_step_mm", "stroke_hz", "stroke_hz_min",
+KEYS = ["depth", "depth_limit", "depth_step", "stroke_hz", "stroke_hz_min",
         "stroke_hz_max", "stroke_hz_step", "telemetry_hz", "cartridge_stroke_limit",
         "cartridge_warn_pct", "sleep_s", "disarm_after_s", "calib", "preset.active",
-        "preset.a.depth_min_mm", "preset.a.depth_max_mm", "preset.a.depth_default_mm",
+        "preset.a.depth_min", "preset.a.depth_max", "preset.a.depth_default",
         "preset.a.stroke_hz", "preset.acne_scars_cheeks.stroke_hz", "preset.A.stroke_hz",
         "preset..stroke_hz", "preset.a.b.c", "nope"]  # fmt: skip
 WORDS = ["on", "off", "fetch", "new", "list", "get", "set", "summary", "last", "enter", "exit",
@@ -191,7 +191,7 @@ line_input = st.lists(st.one_of(command_line, plausible, st.text(max_size=30)), 
 byte_input = st.one_of(
     st.binary(max_size=300),
     st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(
-        [b"\n", b"\r", b"\r\n", b"!", b"?", b"#1 ", b"status", b"set depth_mm 1.00",
+        [b"\n", b"\r", b"\r\n", b"!", b"?", b"#1 ", b"status", b"set depth 1.00",
          b"\xff", b"\x00", b"x" * 250])), max_size=8).map(b"".join),  # fmt: skip
 )
 

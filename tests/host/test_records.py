@@ -202,16 +202,16 @@ def test_unordered_ranges_and_out_of_band_rates_are_rejected(values, hz):
 def test_preset_to_settings_lines_is_the_wire_format():
     preset = load_presets().get("acne_scars_cheeks")
     assert preset_to_settings_lines(preset) == [
-        "set preset.acne_scars_cheeks.depth_min_mm 1.00",
-        "set preset.acne_scars_cheeks.depth_max_mm 2.50",
-        "set preset.acne_scars_cheeks.depth_default_mm 1.50",
+        "set preset.acne_scars_cheeks.depth_min 1.00",
+        "set preset.acne_scars_cheeks.depth_max 2.50",
+        "set preset.acne_scars_cheeks.depth_default 1.50",
         "set preset.acne_scars_cheeks.stroke_hz 120",
     ]
     selected = preset_to_settings_lines(preset, select=True)
     assert selected[-1] == "set preset.active acne_scars_cheeks"
     raw = {"name": "x", "indication": "i", "area": "a", "depth_min_mm": 0.25,
            "depth_default_mm": 0.3, "depth_max_mm": 0.5, "stroke_hz": 90}
-    assert preset_to_settings_lines(raw)[2] == "set preset.x.depth_default_mm 0.30"
+    assert preset_to_settings_lines(raw)[2] == "set preset.x.depth_default 0.30"
     with pytest.raises(PresetError):
         preset_to_settings_lines({**raw, "depth_max_mm": 0.1})
     lines = presets_mod.table_to_settings_lines(load_presets())
@@ -246,10 +246,10 @@ def test_apply_preset_sends_the_settings_then_selects_it():
 
 def test_apply_preset_stops_at_the_first_refusal_without_selecting():
     preset = load_presets().get("rejuvenation_forehead")
-    link = FakeLink(refuse="depth_max_mm")
+    link = FakeLink(refuse="depth_max")
     with pytest.raises(adapter.PenAdapterError, match="unlock the pen"):
         adapter.apply_preset(link, preset)
-    assert link.sent[-1].endswith("depth_max_mm 0.75")
+    assert link.sent[-1].endswith("depth_max 0.75")
     assert not any("preset.active" in line for line in link.sent)
 
 

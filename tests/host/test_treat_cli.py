@@ -296,7 +296,7 @@ def test_start_sends_the_preset_and_record_reads_the_pen(pen, monkeypatch):
 
 
 def test_a_refused_preset_starts_no_session(pen, monkeypatch):
-    link = FakeLink(refuse="depth_default_mm")
+    link = FakeLink(refuse="depth_default")
     monkeypatch.setattr(pen_adapter, "open_link", lambda port: link)
     rc, _, err = pen("treat", "start", "--client", "C-100", "--indication", "acne_scars",
                      "--area", "cheeks", "--answers", NO)
@@ -400,4 +400,4 @@ def test_clinic_preset_table_is_checked_before_use(pen, tmp_path):
     assert start(pen, "--presets", path)[0] == 0
     assert pen.sql("SELECT preset_depth_max_mm FROM treatment_sessions") == [(2.0,)]
     lines = pen("treat", "presets", "--lines", db=False)[1].splitlines()
-    assert lines[0] == "set preset.rejuvenation_forehead.depth_min_mm 0.25"
+    assert lines[0] == "set preset.rejuvenation_forehead.depth_min 0.25"

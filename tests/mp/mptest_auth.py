@@ -41,17 +41,17 @@ def test_unlock_with_the_right_response_only():
     challenge); a wrong response fails and changes nothing."""
     app = _app()
     fp = app.settings.as_json()
-    check(app.err("set depth_limit_mm 2.00") == E.LOCKED)
+    check(app.err("set depth_limit 2.00") == E.LOCKED)
     ch = app.ok("unlock")["challenge"]
     check(len(ch) == 32)
     check(app.err("unlock " + _answer(ch, b"x" * 32)) == E.AUTH_FAILED, "wrong secret")
-    check(app.err("set depth_limit_mm 2.00") == E.LOCKED)
+    check(app.err("set depth_limit 2.00") == E.LOCKED)
     check(app.settings.as_json() == fp)
     SIM.advance(2_000_000)  # past the rate limit of one failure
     ch = app.ok("unlock")["challenge"]
     r = app.ok("unlock " + _answer(ch).upper())  # hex in either case
     check(r == {"unlocked": True, "timeout_s": UNLOCK_MS // 1000}, repr(r))
-    check(app.ok("set depth_limit_mm 2.00") == {"depth_limit_mm": 2.0})
+    check(app.ok("set depth_limit 2.00") == {"depth_limit": 2.0})
     check(app.ok("status")["unlocked"] is True)
     unmount()
 
@@ -115,7 +115,7 @@ def test_lock_re_engages_on_timeout_and_reboot():
     check(app.auth.unlocked())
     SIM.advance(2_000_000)
     check(not app.auth.unlocked(), "timed out")
-    check(app.err("set depth_limit_mm 2.00") == E.LOCKED)
+    check(app.err("set depth_limit 2.00") == E.LOCKED)
     ch = app.ok("unlock")["challenge"]
     app.ok("unlock " + _answer(ch))
     rebooted = Auth("/flash/pen_secret.key")

@@ -54,7 +54,7 @@ def test_driver_stream_decodes_to_the_same_pixels():
 def test_ready_screen_shows_state_depth_rate_battery():
     """UI-11: READY shows the state, the battery, the depth and the stroke rate."""
     panel, dev, disp, pen, needle, ui = _rig()
-    pen.targets.change("depth_mm", 1250)
+    pen.targets.change("depth", 1250)
     disp.draw()
     t = panel.text()
     check(t[0].startswith("READY") and t[0].endswith("3.90V"), repr(t))
@@ -98,5 +98,5 @@ def test_redraw_only_on_change():
     for _ in range(10):
         disp.draw()
     check(panel.frames == f, "no redraw without a change")
-    pen.targets.change("depth_mm", 800)
+    pen.targets.change("depth", 800)
     check(disp.draw() and panel.frames == f + 1)

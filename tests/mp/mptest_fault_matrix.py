@@ -397,7 +397,7 @@ def test_settings_corrupt():
         f.write(b"\x00garbage\xff" * 40)
     rig = _boot_fault("test_settings_corrupt", flash=flash)
     check(rig.ok("faults")["settings"] not in (None, "ok", "empty"), "load status")
-    check(rig.ok("get depth_mm")["depth_mm"] == 0.5, "defaults in use")
+    check(rig.ok("get depth")["depth"] == 0.5, "defaults in use")
     rig.close()
 
 
@@ -468,7 +468,7 @@ def test_serial_garbage():
         port = r.port
         n0 = len(port.replies)
         port.send(b"\xff\xfe\x80\x81garbage\xc3\n")  # not UTF-8
-        port.send(b"set depth_mm \x01 2.00\n")  # a control byte
+        port.send(b"set depth \x01 2.00\n")  # a control byte
         port.send(b"x" * 300 + b"\n")  # over-long
         port.send(b"set depth_m")  # half a line: the cable was pulled here ...
         port.send(b"\n#5 status\n")  # ... the host's reconnect ends it, then a command

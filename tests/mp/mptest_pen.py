@@ -65,7 +65,7 @@ def test_no_path_to_running_without_homed_and_armed():
     ops = (
         lambda: pen.home(), lambda: pen.arm(), lambda: pen.disarm(), lambda: pen.run(),
         lambda: pen.run(120), lambda: pen.stop(),
-        lambda: pen.targets.change("depth_mm", rnd(350) * 10),
+        lambda: pen.targets.change("depth", rnd(350) * 10),
         lambda: pen.targets.step_depth(1), lambda: pen.targets.step_depth(-1),
         lambda: pen.targets.step_rate(1),
         lambda: pen.clear_fault(), lambda: pen.confirm_cartridge(), lambda: pen.enter_service(),
@@ -107,7 +107,7 @@ def test_needle_fault_latches_safe_state_until_cleared():
     leaves the pen READY and disarmed (never running again by itself)."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
     pen.disarm()
-    pen.targets.change("depth_mm", 1500)
+    pen.targets.change("depth", 1500)
     pen.arm()
     pen.run()
     needle.spin(300)
@@ -170,30 +170,30 @@ def test_depth_only_while_stopped_and_within_limit():
     """PS-7: the depth target moves only while the needle is stopped and the axis homed;
     beyond the limit is refused (never clamped) with a limit event."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
-    pen.targets.change("depth_mm", 2000)
+    pen.targets.change("depth", 2000)
     check(depth.position_um == 2000)
-    check(raises(Refused, pen.targets.change, "depth_mm", 3001).code == E.OUT_OF_RANGE)
-    check(raises(Refused, pen.targets.change, "depth_mm", -1).code == E.OUT_OF_RANGE)
+    check(raises(Refused, pen.targets.change, "depth", 3001).code == E.OUT_OF_RANGE)
+    check(raises(Refused, pen.targets.change, "depth", -1).code == E.OUT_OF_RANGE)
     check(pen.targets.depth_um == 2000, "unchanged after a refusal")
     check(any(e["event"] == "limit" for e in events), "limit reported")
     pen.run()
-    e = raises(Refused, pen.targets.change, "depth_mm", 1000)
+    e = raises(Refused, pen.targets.change, "depth", 1000)
     check(e.code == E.MOTOR_RUNNING, "not while running")
     check(raises(Refused, pen.targets.step_depth, 1).code == E.MOTOR_RUNNING)
     check(depth.position_um == 2000)
 
 
 def test_depth_steps_stop_at_limit():
-    """UI-3 (logic): plus/minus steps by depth_step_mm and stops exactly at the limit."""
-    pen, needle, depth, clock, events = make_pen(config={"depth_step_mm": 250})
-    pen.targets.change("depth_mm", 2600)
+    """UI-3 (logic): plus/minus steps by depth_step and stops exactly at the limit."""
+    pen, needle, depth, clock, events = make_pen(config={"depth_step": 250})
+    pen.targets.change("depth", 2600)
     check(pen.targets.step_depth(1) and pen.targets.depth_um == 2850)
     check(pen.targets.step_depth(1) and pen.targets.depth_um == 3000, "last step: the limit")
     n = len([e for e in events if e["event"] == "limit"])
     check(n == 1, "limit signalled when reached")
     check(not pen.targets.step_depth(1) and pen.targets.depth_um == 3000, "no further")
     check(len([e for e in events if e["event"] == "limit"]) == 2)
-    pen.targets.change("depth_mm", 100)
+    pen.targets.change("depth", 100)
     check(pen.targets.step_depth(-1) and pen.targets.depth_um == 0)
 
 

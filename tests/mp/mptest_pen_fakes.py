@@ -163,12 +163,12 @@ def make_pen(sessions=None, config=None, home=True, settings=None):
     depth = FakeDepth()
     if settings is None:
         settings = Settings()
-        cfg = {"depth_limit_mm": depth.limit_um}  # the clinic's limit is the axis's, as in the app
+        cfg = {"depth_limit": depth.limit_um}  # the clinic's limit is the axis's, as in the app
         cfg.update(config or {})
     else:
-        depth.limit_um = settings.get("depth_limit_mm")
+        depth.limit_um = settings.get("depth_limit")
         cfg = config or {}
-    for k in sorted(cfg, key=lambda k: k != "depth_limit_mm"):
+    for k in sorted(cfg, key=lambda k: k != "depth_limit"):
         if settings.get(k) != cfg[k]:
             settings.commit(settings.check(k, cfg[k], unlocked=True))
     pen = Pen(needle, depth, settings, sessions=sessions, clock=clock)

@@ -23,9 +23,9 @@ START, PLUS, MINUS = 1, 2, 4
 # What `pen.presets.preset_to_settings_lines` sends for acne_scars_cheeks (tests/host checks
 # that function's output; tests/test_treat_vpen.py sends it through the real link).
 HOST_LINES = (
-    "set preset.acne_scars_cheeks.depth_min_mm 1.00",
-    "set preset.acne_scars_cheeks.depth_max_mm 2.50",
-    "set preset.acne_scars_cheeks.depth_default_mm 1.50",
+    "set preset.acne_scars_cheeks.depth_min 1.00",
+    "set preset.acne_scars_cheeks.depth_max 2.50",
+    "set preset.acne_scars_cheeks.depth_default 1.50",
     "set preset.acne_scars_cheeks.stroke_hz 120",
     "set preset.active acne_scars_cheeks",
 )
@@ -66,8 +66,8 @@ class Rig:
         self.path = "/tmp/pen-presets-%s.log" % "".join("%02x" % b for b in os.urandom(4))
         self.sessions = Sessions(RecordLog(self.path), clock=self.clock)
         s = self.settings = Settings()
-        s.set("depth_limit_mm", limit, unlocked=True)  # the clinic's limit (protected)
-        self.depth = FakeDepth(s.get("depth_limit_mm"))
+        s.set("depth_limit", limit, unlocked=True)  # the clinic's limit (protected)
+        self.depth = FakeDepth(s.get("depth_limit"))
         pen = self.pen = Pen(self.needle, self.depth, s, self.sessions, clock=self.clock)
         self.events = []
         pen.listeners.append(self.events.append)
@@ -128,8 +128,8 @@ class Rig:
 
 
 def test_host_lines_store_and_select_the_preset_under_the_lock():
-    """TR-01: the lines the host sends (`set preset.NAME.depth_min_mm`, `.depth_max_mm`,
-    `.depth_default_mm`, `.stroke_hz`, then `set preset.active NAME`) are refused while the
+    """TR-01: the lines the host sends (`set preset.NAME.depth_min`, `.depth_max`,
+    `.depth_default`, `.stroke_hz`, then `set preset.active NAME`) are refused while the
     pen is locked (nothing changes) and accepted unlocked; selecting the preset loads its
     default depth (the depth stop moves there) and its stroke rate."""
     r = Rig()
@@ -174,7 +174,7 @@ def test_buttons_stop_at_the_preset_range_with_feedback():
 
 
 def test_serial_depth_outside_the_preset_is_refused_unless_overridden():
-    """TR-03, TR-05: with a preset active, `depth MM` and `set depth_mm MM` outside its range
+    """TR-03, TR-05: with a preset active, `depth MM` and `set depth MM` outside its range
     are refused with PRESET_RANGE and change nothing; with `override` they are accepted and
     the override is recorded: the event log, a `~E` override event (from, to, preset, by
     serial) and the open session's `overrides`; a depth inside the range, or set by `defaults`
@@ -183,12 +183,12 @@ def test_serial_depth_outside_the_preset_is_refused_unless_overridden():
     r.load()
     r.ok("arm")
     r.ok("cartridge new")
-    for line in ("depth 2.60", "set depth_mm 2.55", "depth 0.95", "set depth_mm 0.50"):
+    for line in ("depth 2.60", "set depth 2.55", "depth 0.95", "set depth 0.50"):
         check(r.err(line) == E.PRESET_RANGE, line)
-    check(r.pen.targets.depth_um == 1500 and r.settings.get("depth_mm") == 1500, "unchanged")
+    check(r.pen.targets.depth_um == 1500 and r.settings.get("depth") == 1500, "unchanged")
     check(r.ok("depth 2.00") == {"target_depth_mm": 2.0}, "inside the range: accepted")
     check(r.ok("depth 2.60 override") == {"target_depth_mm": 2.6})
-    check(r.ok("set depth_mm 0.80 override") == {"depth_mm": 0.8})
+    check(r.ok("set depth 0.80 override") == {"depth": 0.8})
     check(r.pen.targets.depth_um == 800 and r.depth.position_um == 800)
     ev = r.overrides()
     check(len(ev) == 2, repr(ev))
@@ -270,8 +270,8 @@ def test_override_before_the_session_is_recorded_at_its_start():
     r.needle.finish_stop()
     r.pen.poll()
     r.auth.on = True
-    for line in ("set preset.other.depth_min_mm 0.25", "set preset.other.depth_max_mm 0.75",
-                 "set preset.other.depth_default_mm 0.50", "set preset.other.stroke_hz 100",
+    for line in ("set preset.other.depth_min 0.25", "set preset.other.depth_max 0.75",
+                 "set preset.other.depth_default 0.50", "set preset.other.stroke_hz 100",
                  "set preset.active other"):  # fmt: skip
         r.ok(line)
     r.auth.on = False
@@ -302,7 +302,7 @@ def test_buttons_select_the_next_preset():
     r.auth.on = True
     for name, lo, hi, d, hz in (("b_forehead", "0.25", "0.75", "0.50", "100"),
                                 ("c_too_deep", "1.50", "3.00", "2.00", "120")):  # fmt: skip
-        for f, v in (("depth_min_mm", lo), ("depth_max_mm", hi), ("depth_default_mm", d),
+        for f, v in (("depth_min", lo), ("depth_max", hi), ("depth_default", d),
                      ("stroke_hz", hz)):  # fmt: skip
             r.ok("set preset.%s.%s %s" % (name, f, v))
     r.auth.on = False

@@ -56,12 +56,12 @@ def test_bad_lines_get_one_error_and_change_nothing():
     app = FakeApp()
     fp = app.settings.as_json()
     bad = [b"\xff\xfe", b"", b"   ", b"frobnicate", b"HELLO", b"hello extra", b"status 1",
-           b"get", b"get a b", b"set depth_mm", b"run fast", b"run 1.5", b"depth",
+           b"get", b"get a b", b"set depth", b"run fast", b"run 1.5", b"depth",
            b"depth 1.00 please", b"telemetry sideways", b"telemetry fetch", b"telemetry fetch x",
            b"telemetry fetch 0 0", b"telemetry fetch 0 101", b"telemetry on 0",
            b"telemetry on 201", b"cartridge", b"cartridge old", b"move_steps", b"move_steps x",
            b"calib", b"calib set", b"session", b"session get x", b"preset", b"preset delete",
-           b"unlock a b", b"service", b"set depth_mm 1.00 overdrive", b"cmd_hello",
+           b"unlock a b", b"service", b"set depth 1.00 overdrive", b"cmd_hello",
            b"__init__", b"_dispatch", b"\xc3\x28", "d\u00e9pth 1".encode()]  # fmt: skip
     for line in bad:
         r = app.cmd(line)
@@ -112,7 +112,7 @@ def test_status_faults_and_settings_are_json():
     f = app.ok("faults")
     check(f["fault"] == "stall" and f["log"] == [{"t_ms": 1234, "fault": "stall"}])
     s = app.ok("settings")
-    check(s["depth_mm"] == 0.5 and s["calib"] == [0, -100, 1440, 3680], repr(s))
+    check(s["depth"] == 0.5 and s["calib"] == [0, -100, 1440, 3680], repr(s))
     check(isinstance(app.ok("dump"), list))
     check(app.ok("calib get") == [0, -100, 1440, 3680])
     check(app.ok("get preset.active") == {"preset.active": "none"})

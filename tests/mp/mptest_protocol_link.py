@@ -127,13 +127,13 @@ def test_line_assembly_rules():
     the next line starts clean."""
     a = LineAssembler()
     s = _Sink()
-    data = b"hello\r\nstatus\rget depth_mm\n" + b"st!a?tus\n" + b"#5 " + b"x" * 300 + b"\n"
+    data = b"hello\r\nstatus\rget depth\n" + b"st!a?tus\n" + b"#5 " + b"x" * 300 + b"\n"
     data += b"bad\x00byte\n" + b"\n" + b"hel"
     a.feed(data, len(data), s)
     a.feed(b"lo\n", 3, s)
     ev = s.ev
     check(ev[0] == ("line", b"hello") and ev[1] == ("line", b"status"), repr(ev[:2]))
-    check(ev[2] == ("line", b"get depth_mm"))
+    check(ev[2] == ("line", b"get depth"))
     check(ev[3] == ("rt", "!") and ev[4] == ("rt", "?") and ev[5] == ("line", b"status"))
     check(ev[6] == ("error", E.LINE_TOO_LONG, "5"), repr(ev[6]))
     check(ev[7] == ("error", E.BAD_LINE, None))

@@ -83,7 +83,7 @@ def test_needle_never_runs_unless_homed_and_armed():
 
 def test_depth_never_beyond_the_limit_at_any_layer():
     """SF-02, PS-7, DS-10, DS-12, SP-7: a depth beyond the limit is refused by the protocol
-    (`depth`, `set depth_mm`), the state machine and the depth axis; PLUS held stops at the
+    (`depth`, `set depth`), the state machine and the depth axis; PLUS held stops at the
     limit; a raw service move is clamped to it; the limit cannot be lowered below the depth set;
     no depth change while the needle runs; the true protrusion never exceeds the limit."""
     rig = AppRig()
@@ -94,10 +94,10 @@ def test_depth_never_beyond_the_limit_at_any_layer():
         app = r.app
         lim = app.depth.limit_um
         over = "%d.%02d" % ((lim + 10) // 1000, (lim + 10) % 1000 // 10)
-        for line in ("depth " + over, "set depth_mm " + over, "depth 9.99", "depth -0.10"):
+        for line in ("depth " + over, "set depth " + over, "depth 9.99", "depth -0.10"):
             reply = r.cmd(line)
             check(reply.startswith("error:"), "%s: %s" % (line, reply))
-        e = raises(Refused, app.pen.targets.change, "depth_mm", lim + 10)
+        e = raises(Refused, app.pen.targets.change, "depth", lim + 10)
         check(e.code == E.OUT_OF_RANGE, "state machine: %r" % (e.args,))
         e = raises(Refused, app.depth.move_to_um, lim + 10)
         check(e.code == E.OUT_OF_RANGE, "axis: %r" % (e.args,))
@@ -110,7 +110,7 @@ def test_depth_never_beyond_the_limit_at_any_layer():
         await r.until(lambda: not app.depth.busy, 1000, "move")
         check(app.pen.targets.depth_um == lim, "PLUS ended at %d um" % app.pen.targets.depth_um)
         # The limit cannot go below the depth set (SP-7), so the stop is never left beyond it.
-        check(r.cmd("set depth_limit_mm 1.00").startswith("error:"), "limit lowered")
+        check(r.cmd("set depth_limit 1.00").startswith("error:"), "limit lowered")
         # Running: no depth change at all.
         r.ok("arm")
         r.ok("cartridge new")

@@ -33,7 +33,7 @@ def test_schema_defaults_are_valid_and_within_bounds():
             if not name.startswith("preset."):
                 check(s.get(name) == default, name)
     check(list(CALIB_DEFAULT) == list(CalibrationTable.NOMINAL), "nominal calibration")
-    for must in ("depth_mm", "stroke_hz", "depth_limit_mm", "depth_step_mm", "stroke_hz_min",
+    for must in ("depth", "stroke_hz", "depth_limit", "depth_step", "stroke_hz_min",
                  "stroke_hz_max", "telemetry_hz", "cartridge_stroke_limit", "sleep_s", "calib",
                  "preset.active"):  # fmt: skip
         s.text(must)
@@ -67,20 +67,20 @@ def test_set_validates_and_refusal_changes_nothing():
     app = FakeApp()
     s = app.settings
     fp = s.as_json()
-    cases = (("set depth_mm 3.5", E.OUT_OF_RANGE), ("set depth_mm abc", E.BAD_ARGUMENT),
-             ("set depth_mm 1.005", E.BAD_ARGUMENT), ("set stroke_hz 151", E.OUT_OF_RANGE),
+    cases = (("set depth 3.5", E.OUT_OF_RANGE), ("set depth abc", E.BAD_ARGUMENT),
+             ("set depth 1.005", E.BAD_ARGUMENT), ("set stroke_hz 151", E.OUT_OF_RANGE),
              ("set stroke_hz 99.5", E.BAD_ARGUMENT), ("set nope 1", E.UNKNOWN_SETTING),
-             ("set depth_mm", E.BAD_ARGUMENT), ("set depth_mm 1 2", E.BAD_ARGUMENT),
-             ("set depth_mm 2.60", E.OUT_OF_RANGE),  # above the 2.50 limit
+             ("set depth", E.BAD_ARGUMENT), ("set depth 1 2", E.BAD_ARGUMENT),
+             ("set depth 2.60", E.OUT_OF_RANGE),  # above the 2.50 limit
              ("set telemetry_hz 0", E.OUT_OF_RANGE))  # fmt: skip
     for line, code in cases:
         got = app.err(line)
         check(got == code, "%s -> error %d, expected %d" % (line, got, code))
         check(s.as_json() == fp, "unchanged after " + line)
-    check(app.ok("set depth_mm 1.2") == {"depth_mm": 1.2})
-    check(s.get("depth_mm") == 1200)
+    check(app.ok("set depth 1.2") == {"depth": 1.2})
+    check(s.get("depth") == 1200)
     check(app.pen.targets.depth_um == 1200, "the observer moved the depth")
-    check(app.ok("get depth_mm") == {"depth_mm": 1.2})
+    check(app.ok("get depth") == {"depth": 1.2})
 
 
 def test_protected_settings_need_unlock():
@@ -88,37 +88,37 @@ def test_protected_settings_need_unlock():
     cartridge limit) are refused with error LOCKED until unlocked."""
     app = FakeApp()
     fp = app.settings.as_json()
-    for line in ("set depth_limit_mm 2.00", "set stroke_hz_min 60", "set stroke_hz_max 140",
+    for line in ("set depth_limit 2.00", "set stroke_hz_min 60", "set stroke_hz_max 140",
                  "set calib [0,0,1000,2600]", "calib set [0,0,1000,2600]",
-                 "set preset.a.depth_min_mm 1.00", "set preset.active none",
+                 "set preset.a.depth_min 1.00", "set preset.active none",
                  "set cartridge_stroke_limit 5000", "defaults", "preset delete a"):  # fmt: skip
         check(app.err(line) == E.LOCKED, line)
     check(app.settings.as_json() == fp)
     s = app.settings
-    s.set("depth_limit_mm", "2.00", unlocked=True)
-    check(s.get("depth_limit_mm") == 2000)
+    s.set("depth_limit", "2.00", unlocked=True)
+    check(s.get("depth_limit") == 2000)
 
 
 def test_stopped_only_settings_refused_while_running():
     """SP-6: stopped-only settings are refused while the needle motor runs (MOTOR_RUNNING)."""
     app = FakeApp()
     app.pen.state = "RUNNING"
-    check(app.err("set depth_mm 1.00") == E.MOTOR_RUNNING)
+    check(app.err("set depth 1.00") == E.MOTOR_RUNNING)
     check(app.err("depth 1.00") == E.MOTOR_RUNNING)
     s = app.settings
-    raises(Refused, s.set, "depth_limit_mm", "2.00", True, True)
+    raises(Refused, s.set, "depth_limit", "2.00", True, True)
     # A setting that may change while running does, and is persisted later.
     check(app.ok("set stroke_hz 120") == {"stroke_hz": 120})
 
 
 def test_cross_setting_rules():
-    """SP-7: depth_mm <= depth_limit_mm and stroke_hz_min <= stroke_hz <= stroke_hz_max always;
+    """SP-7: depth <= depth_limit and stroke_hz_min <= stroke_hz <= stroke_hz_max always;
     a change breaking either is refused, never clamped."""
     s = Settings()
-    s.set("depth_mm", "2.00")
-    e = raises(Refused, s.set, "depth_limit_mm", "1.50", True)
+    s.set("depth", "2.00")
+    e = raises(Refused, s.set, "depth_limit", "1.50", True)
     check(e.code == E.OUT_OF_RANGE)
-    check(s.get("depth_limit_mm") == 2500 and s.get("depth_mm") == 2000)
+    check(s.get("depth_limit") == 2500 and s.get("depth") == 2000)
     e = raises(Refused, s.set, "stroke_hz_min", "120", True)
     check(e.code == E.OUT_OF_RANGE and s.get("stroke_hz_min") == 50)
     s.set("stroke_hz_max", "110", unlocked=True)
@@ -127,7 +127,7 @@ def test_cross_setting_rules():
 
 
 def _load_preset(s, name, lo, hi, d, hz):
-    for f, v in (("depth_min_mm", lo), ("depth_max_mm", hi), ("depth_default_mm", d),
+    for f, v in (("depth_min", lo), ("depth_max", hi), ("depth_default", d),
                  ("stroke_hz", hz)):  # fmt: skip
         s.set("preset.%s.%s" % (name, f), v, unlocked=True)
 
@@ -141,18 +141,18 @@ def test_presets_select_range_override_and_edit():
     _load_preset(s, "acne_scars_cheeks", "1.00", "2.50", "1.50", "120")
     check(s.get("preset.active") == "none")
     s.set("preset.active", "acne_scars_cheeks", unlocked=True)
-    check(s.get("depth_mm") == 1500 and s.get("stroke_hz") == 120)
+    check(s.get("depth") == 1500 and s.get("stroke_hz") == 120)
     check(app.pen.targets.depth_um == 1500)
     check(s.depth_range_um() == (1000, 2500))
-    e = raises(Refused, s.set, "depth_mm", "0.80")
-    check(e.code == E.PRESET_RANGE and s.get("depth_mm") == 1500)
+    e = raises(Refused, s.set, "depth", "0.80")
+    check(e.code == E.PRESET_RANGE and s.get("depth") == 1500)
     check(app.ok("depth 0.80 override") == {"target_depth_mm": 0.8})
-    check(app.ok("set depth_mm 1.20") == {"depth_mm": 1.2})
+    check(app.ok("set depth 1.20") == {"depth": 1.2})
     # Editing a field of the active preset deselects it.
-    s.set("preset.acne_scars_cheeks.depth_max_mm", "2.00", unlocked=True)
+    s.set("preset.acne_scars_cheeks.depth_max", "2.00", unlocked=True)
     check(s.get("preset.active") == "none")
     # Incomplete or inconsistent presets cannot be selected.
-    s.set("preset.half.depth_min_mm", "0.50", unlocked=True)
+    s.set("preset.half.depth_min", "0.50", unlocked=True)
     e = raises(Refused, s.set, "preset.active", "half", True)
     check(e.code == E.PRESET_RANGE)
     _load_preset(s, "deep", "1.50", "3.00", "2.00", "120")
@@ -198,17 +198,17 @@ def test_dump_replays_onto_any_pen():
     else (including a different active preset and narrower limits)."""
     a = FakeApp()
     sa = a.settings
-    sa.set("depth_limit_mm", "2.80", unlocked=True)
+    sa.set("depth_limit", "2.80", unlocked=True)
     sa.set("stroke_hz_min", "80", unlocked=True)
     _load_preset(sa, "x", "1.00", "2.50", "1.50", "120")
     _load_preset(sa, "y", "0.25", "0.75", "0.50", "90")
     sa.set("preset.active", "x", unlocked=True)
-    sa.set("depth_mm", "2.70", override=True)
+    sa.set("depth", "2.70", override=True)
     sa.set("telemetry_hz", "200")
     sa.set("calib", "[0,-100,1440,3600]", unlocked=True)
     b = FakeApp()
     sb = b.settings
-    sb.set("depth_limit_mm", "1.00", unlocked=True)
+    sb.set("depth_limit", "1.00", unlocked=True)
     sb.set("stroke_hz", "60")
     sb.set("stroke_hz_max", "90", unlocked=True)
     _load_preset(sb, "y", "0.25", "0.50", "0.25", "60")
@@ -229,15 +229,15 @@ def test_observer_can_veto_and_rollback():
     app = FakeApp()
     s = app.settings
     app.pen.depth.limit_um = 1000  # the axis refuses beyond 1.00 mm (a fake veto)
-    check(app.err("set depth_mm 1.50") == E.OUT_OF_RANGE)
-    check(s.get("depth_mm") == 500 and app.pen.targets.depth_um == 500)
+    check(app.err("set depth 1.50") == E.OUT_OF_RANGE)
+    check(s.get("depth") == 500 and app.pen.targets.depth_um == 500)
 
 
 def test_config_getter_units_and_no_aliases():
     """SP-12: `get` returns the internal value (µm for a depth, Hz, s), what the firmware
     reads; only the schema's names exist (no second name for a setting)."""
     s = Settings()
-    check(s.get("depth_mm") == 500 and s.get("depth_step_mm") == 50)
+    check(s.get("depth") == 500 and s.get("depth_step") == 50)
     check(s.get("stroke_hz") == 100)
     check(s.get("cartridge_stroke_limit") == 200000 and s.get("sleep_s") == 300)
     raises(KeyError, s.get, "cartridge_strokes")

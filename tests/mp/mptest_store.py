@@ -32,8 +32,8 @@ def test_round_trip_and_generation():
     _fresh()
     s = Settings(Store(PATH))
     check(s.load() == F.NONE and s.load_status == "empty", "no record: defaults, no fault")
-    s.set("depth_mm", "1.25")
-    s.set("preset.a.depth_min_mm", "0.50", unlocked=True)
+    s.set("depth", "1.25")
+    s.set("preset.a.depth_min", "0.50", unlocked=True)
     s.set("telemetry_hz", "200")
     g = s.store.generation
     t = Settings(Store(PATH))
@@ -50,7 +50,7 @@ def test_corrupt_or_unknown_record_gives_defaults_and_fault():
     _fresh()
     s = Settings(Store(PATH))
     s.load()
-    s.set("depth_mm", "1.25")
+    s.set("depth", "1.25")
     good = open(PATH, "rb").read()
     body = good[:-4]
     bad_version = encode(body[16:], 1)
@@ -67,8 +67,8 @@ def test_corrupt_or_unknown_record_gives_defaults_and_fault():
         "wrong length": good[:12] + struct.pack("<I", 5) + good[16:],
         "unknown format": bad_version,
         "not json": encode(b"{nope", 1),
-        "value out of range": encode(b'{"v":{"depth_mm":9000},"presets":{}}', 1),
-        "rule broken": encode(b'{"v":{"depth_mm":2000,"depth_limit_mm":1000},"presets":{}}', 1),
+        "value out of range": encode(b'{"v":{"depth":9000},"presets":{}}', 1),
+        "rule broken": encode(b'{"v":{"depth":2000,"depth_limit":1000},"presets":{}}', 1),
         "bad calib": encode(b'{"v":{"calib":[0,0,0,0]},"presets":{}}', 1),
         "bad preset": encode(b'{"v":{},"presets":{"X":[1,2,3,4]}}', 1),
         "wrong types": encode(b'{"v":[],"presets":{}}', 1),
@@ -81,7 +81,7 @@ def test_corrupt_or_unknown_record_gives_defaults_and_fault():
         fault = t.load()
         check(fault == F.SETTINGS_CORRUPT, what)
         check(t.boot_fault == F.SETTINGS_CORRUPT, what)
-        check(t.get("depth_mm") == 500 and t.get("preset.active") == "none", what)
+        check(t.get("depth") == 500 and t.get("preset.active") == "none", what)
     check(decode(bad_version)[2] == "version")
     check(decode(good)[2] == "ok" and good[:4] == MAGIC)
     unmount()
@@ -91,11 +91,24 @@ def test_missing_keys_take_defaults_unknown_keys_ignored():
     """SP-15: a record from an older/newer schema: missing settings take their defaults,
     settings this firmware does not know are ignored, no fault."""
     _fresh()
-    _write_raw(encode(b'{"v":{"depth_mm":1200,"retired":5},"presets":{}}', 4))
+    _write_raw(encode(b'{"v":{"depth":1200,"retired":5},"presets":{}}', 4))
     s = Settings(Store(PATH))
     check(s.load() == F.NONE)
-    check(s.get("depth_mm") == 1200 and s.get("stroke_hz") == 100)
+    check(s.get("depth") == 1200 and s.get("stroke_hz") == 100)
     check(s.store.generation == 4)
+    unmount()
+
+
+def test_record_with_the_old_depth_key_names_keeps_its_values():
+    """SP-52: a record stored before the depth keys were renamed (depth_mm, depth_limit_mm,
+    depth_step_mm held µm then too) loads with its values: the clinic's limit survives."""
+    _fresh()
+    _write_raw(encode(b'{"v":{"depth_mm":1200,"depth_limit_mm":2000,"depth_step_mm":100},'
+                      b'"presets":{}}', 4))  # fmt: skip
+    s = Settings(Store(PATH))
+    check(s.load() == F.NONE)
+    check(s.get("depth") == 1200 and s.get("depth_limit") == 2000 and s.get("depth_step") == 100)
+    raises(KeyError, s.get, "depth_limit_mm")
     unmount()
 
 
@@ -134,12 +147,12 @@ def test_failed_write_changes_nothing():
     from mptest_pen_fakes import make_pen
 
     s = Settings(_FailingStore("/nonexistent/settings.dat"))
-    e = raises(Refused, s.set, "depth_mm", "1.00")
-    check(e.code == E.STORAGE and s.get("depth_mm") == 500)
+    e = raises(Refused, s.set, "depth", "1.00")
+    check(e.code == E.STORAGE and s.get("depth") == 500)
     pen, needle, depth, clock, events = make_pen(settings=s)  # the limit kept at its default
-    e = raises(Refused, pen.targets.change, "depth_mm", 1000)
+    e = raises(Refused, pen.targets.change, "depth", 1000)
     check(e.code == E.STORAGE)
-    check(s.get("depth_mm") == 500 and depth.target_um == 500)
+    check(s.get("depth") == 500 and depth.target_um == 500)
     check(depth.moves[-2:] == [1000, 500], "the stop was sent back: %r" % depth.moves)
 
 
@@ -150,7 +163,7 @@ def test_full_filesystem_is_a_storage_error():
     format_and_mount(flash)
     s = Settings(Store(PATH))
     s.load()
-    s.set("depth_mm", "1.00")
+    s.set("depth", "1.00")
     n = 0
     try:
         while True:  # fill it with committed files until nothing more fits
@@ -159,17 +172,17 @@ def test_full_filesystem_is_a_storage_error():
             n += 1
     except OSError:
         pass
-    e = raises(Refused, s.set, "depth_mm", "1.50")
+    e = raises(Refused, s.set, "depth", "1.50")
     check(e.code == E.STORAGE, "code %d" % e.code)
-    check(s.get("depth_mm") == 1000, "unchanged in RAM")
+    check(s.get("depth") == 1000, "unchanged in RAM")
     t = Settings(Store(PATH))
-    check(t.load() == F.NONE and t.get("depth_mm") == 1000, "old record intact")
+    check(t.load() == F.NONE and t.get("depth") == 1000, "old record intact")
     for i in range(n + 1):
         try:
             os.remove("/flash/fill%d" % i)
         except OSError:
             pass
-    s.set("depth_mm", "1.50")
+    s.set("depth", "1.50")
     t = Settings(Store(PATH))
-    check(t.load() == F.NONE and t.get("depth_mm") == 1500)
+    check(t.load() == F.NONE and t.get("depth") == 1500)
     unmount()

@@ -93,10 +93,10 @@ def test_bounce_and_glitches_ignored():
 
 
 def test_depth_steps_repeat_and_stop_at_limit():
-    """UI-3: plus/minus move the target by depth_step_mm; holding repeats every repeat_ms after
+    """UI-3: plus/minus move the target by depth_step; holding repeats every repeat_ms after
     repeat_delay_ms; at the limit the target stops and the limit buzz sounds once."""
     ui, pen, needle, depth, clock, bz = rig()
-    pen.targets.change("depth_mm", 2500)
+    pen.targets.change("depth", 2500)
     tap(ui, clock, PLUS)
     check(pen.targets.depth_um == 2550)
     tap(ui, clock, MINUS)

@@ -147,7 +147,7 @@ def register(subparsers) -> None:
     g = subparsers.add_parser(
         "get", help="read one setting", description="Prints the setting's value as stored."
     )
-    g.add_argument("key", help="setting name, e.g. depth_mm (see pen settings)")
+    g.add_argument("key", help="setting name, e.g. depth (see pen settings)")
     g.add_argument("--json", action="store_true", help='print {"KEY": value}')
     g.set_defaults(func=cmd_get)
 
