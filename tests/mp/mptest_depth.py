@@ -67,7 +67,7 @@ def test_homing_repeatability_50_homes():
 
 
 def test_out_of_range_targets_refused_and_nothing_moves():
-    """DS-10, DS-11: move_to_um below 0 or above the limit, or not an integer, is
+    """DS-10, DS-11, DS-56: move_to_um below 0 or above the limit, or not an integer, is
     refused inside the axis (Refused OUT_OF_RANGE / BAD_ARGUMENT); nothing moves, the target
     stays, no fault latches."""
     rig = Rig()

@@ -12,6 +12,7 @@ from mphelp import SIM, check, info, raises
 from needle_rig import Rig, sleep_pin, step_response
 
 import hardware.pins as P
+from firmware import errors as E
 from firmware import faults
 from firmware.errors import Refused
 from firmware.needle import NeedleDrive
@@ -192,13 +193,14 @@ def test_rate_change_and_battery_compensation():
 
 
 def test_start_refusals_change_nothing():
-    """ND-06: start() refuses (Refused, motor not enabled) with a bad rate, while the interlock
-    says no, and while a fault is latched."""
+    """ND-06, DS-56: start() refuses (Refused with an error code, motor not enabled) with a bad
+    rate, while the interlock says no, and while a fault is latched."""
     allowed = [False]
     r = Rig(interlock=lambda: allowed[0])
     d = r.drive
     for bad in (49, 151, 0, -100, 100.0, "100", None, True):
-        raises(Refused, d.start, bad)
+        e = raises(Refused, d.start, bad)
+        check(e.code in (E.OUT_OF_RANGE, E.BAD_ARGUMENT), "start(%r): %r" % (bad, e.args))
     raises(Refused, d.start, 100)
     r.run_ms(50)
     check(not d.running and not sleep_pin() and d.target_hz == 0, "nothing changed")

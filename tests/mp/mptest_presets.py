@@ -17,7 +17,7 @@ from firmware.sessions import RecordLog, Sessions
 
 # firmware/pen.py's states and event codes, firmware/ui.py's buttons (the modules themselves
 # are imported by Rig only: compiled from source they take much of the 190 KB heap).
-READY, ARMED, EV_OVERRIDE, EV_PRESET = 3, 4, 7, 8
+READY, ARMED, RUNNING, EV_OVERRIDE, EV_PRESET = 3, 4, 5, 7, 8
 START, PLUS, MINUS = 1, 2, 4
 
 # What `pen.presets.preset_to_settings_lines` sends for acne_scars_cheeks (tests/host checks
@@ -58,8 +58,8 @@ class Rig:
         from firmware.settings import Settings
         from firmware.ui import UI
 
-        check((P.READY, P.ARMED, P.EV_OVERRIDE, P.EV_PRESET) == (READY, ARMED, EV_OVERRIDE,
-                                                                 EV_PRESET))  # fmt: skip
+        check((P.READY, P.ARMED, P.RUNNING, P.EV_OVERRIDE, P.EV_PRESET) == (
+            READY, ARMED, RUNNING, EV_OVERRIDE, EV_PRESET))  # fmt: skip
         check((U.START, U.PLUS, U.MINUS) == (START, PLUS, MINUS))
         self.clock = FakeClock()
         self.needle = FakeNeedle()
@@ -339,6 +339,32 @@ def test_buttons_select_the_next_preset():
     check(r.settings.get("preset.active") == "b_forehead", "not while armed")
     check(r.pen.state == ARMED and r.needle.starts == 0, "the start press did not run")
     check(r.pen.cart.number == 1)
+    r.close()
+
+
+def test_rate_takes_one_road_from_buttons_and_serial():
+    """PS-19: `run HZ`, `set stroke_hz` and a button step change the same rate target the same
+    way: checked against the range, stored in the settings, followed by the running drive in
+    a new pass; a refused rate changes nothing."""
+    r = Rig()
+    r.ok("arm")
+    r.ok("cartridge new")
+    s = r.settings
+    r.ok("run 120")
+    check(r.pen.state == RUNNING and s.get("stroke_hz") == 120 and r.needle.target_hz == 120)
+    r.clock.advance(1000)
+    check(r.ok("set stroke_hz 110") == {"stroke_hz": 110})
+    check(s.get("stroke_hz") == 110 and r.needle.target_hz == 110, "the drive follows")
+    r.tap(PLUS)  # running: plus is a rate step (5 Hz)
+    check(s.get("stroke_hz") == 115 and r.needle.target_hz == 115, "button: %d" % s.get(
+        "stroke_hz"))  # fmt: skip
+    r.ok("run 130")
+    check(s.get("stroke_hz") == 130 and r.needle.target_hz == 130, "run HZ while running")
+    for line in ("run 151", "set stroke_hz 49", "run fast"):
+        r.err(line)
+        check(s.get("stroke_hz") == 130 and r.needle.target_hz == 130, line + " changed it")
+    check(len(r.sessions.current["passes"]) == 3, "a pass per rate: %r" % (
+        r.sessions.current["passes"],))  # fmt: skip
     r.close()
 
 

@@ -142,8 +142,8 @@ class _FailingStore(Store):
 
 
 def test_failed_write_changes_nothing():
-    """SP-17: when the flash write fails, a change answers STORAGE and the setting (and what the
-    hardware was told) is as before: the targets' owner puts the depth stop back."""
+    """SP-17, SP-53: when the flash write fails, a change answers STORAGE and the setting (and
+    what the hardware was told) is as before: the targets' owner puts the depth stop back."""
     from mptest_pen_fakes import make_pen
 
     s = Settings(_FailingStore("/nonexistent/settings.dat"))
