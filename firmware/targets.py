@@ -107,10 +107,8 @@ class Targets:
         v = new[0]
         frm = s.get(DEPTH)
         changed = [k for k in (CALIB, LIMIT, DEPTH, RATE) if v[k] != s.get(k)]
-        if CALIB in changed or LIMIT in changed or DEPTH in changed:
-            pen.check_depth_change()
-        if RATE in changed:
-            pen.check_rate_change()
+        if DEPTH in changed:
+            pen.check_depth_change()  # the limit and the calibration: the axis decides
         old = {}
         for k in changed:
             old[k] = s.get(k)
