@@ -25,7 +25,6 @@ from firmware.store import Store
 from firmware.supervisor import Supervisor
 from firmware.telemetry import Telemetry
 from firmware.ui import UI
-from firmware.version import FIRMWARE_VERSION, PROTOCOL_VERSION
 
 TICK_HZ = 1000
 
@@ -84,12 +83,6 @@ class App:
             self.pen.latch_fault(F.LOOP_HUNG, "task %s hung" % name)
         except Exception:  # noqa: BLE001 -- the reset comes anyway; the motor is already off
             pass
-
-    def status(self):
-        st = self.pen.status()
-        st["firmware_version"] = FIRMWARE_VERSION
-        st["protocol_version"] = PROTOCOL_VERSION
-        return st
 
     # -- tasks ----------------------------------------------------------------------------
     async def _pen_task(self, checkin):
