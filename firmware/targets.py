@@ -85,14 +85,14 @@ class Targets:
         """What change() would refuse for schema reasons, without changing anything."""
         return self.settings.check(key, value, unlocked, self.pen.motor_running(), override)
 
-    def change(self, key, value, by="serial", override=False, unlocked=False):
+    def change(self, key, value, by="serial", override=False, unlocked=False, gated=False):
         """One setting to `value` (internal units). Returns the stored value's text. Raises
-        Refused; then nothing changed."""
+        Refused; then nothing changed. `gated`: the caller has asked the state machine."""
         s = self.settings
         if key == DEPTH and type(value) is int and not 0 <= value <= self.limit_um():
             self._limit(1 if value > 0 else 2)  # feedback; refused below (never clamped)
         new = s.check(key, value, unlocked, self.pen.motor_running(), override)
-        self._apply(new, by)
+        self._apply(new, by, gated)
         return s.text(key)
 
     def delete_preset(self, name, unlocked=False):
@@ -101,13 +101,13 @@ class Targets:
     def defaults(self, unlocked=False):
         self._apply(self.settings.check_defaults(unlocked, self.pen.motor_running()), "serial")
 
-    def _apply(self, new, by):
+    def _apply(self, new, by, gated=False):
         s = self.settings
         pen = self.pen
         v = new[0]
         frm = s.get(DEPTH)
         changed = [k for k in (CALIB, LIMIT, DEPTH, RATE) if v[k] != s.get(k)]
-        if DEPTH in changed:
+        if DEPTH in changed and not gated:
             pen.check_depth_change()  # the limit and the calibration: the axis decides
         old = {}
         for k in changed:
@@ -205,7 +205,7 @@ class Targets:
         if new == cur:
             self._limit(which, at_preset)
             return 0
-        self.change(DEPTH, new, "button", override)
+        self.change(DEPTH, new, "button", override, gated=True)
         if new == hi or new == lo:
             self._limit(which, at_preset)
             return 2
@@ -242,7 +242,7 @@ class Targets:
         for k in range(len(names)):
             i = (first + k) % len(names)
             try:
-                self.change(ACTIVE, names[i], "button", unlocked=True)
+                self.change(ACTIVE, names[i], "button", unlocked=True, gated=True)
             except Refused:
                 continue  # incomplete, or outside the depth limit / rate range: skip it
             self.pen.record(EV_PRESET, i)
