@@ -32,9 +32,15 @@ from micropython import const
 from firmware import errors as E
 from firmware import faults as F
 from firmware.errors import Refused
+from firmware.schema import to_mm as mm
 from firmware.sessions import Cartridge
 from firmware.settings import Settings
-from firmware.targets import EV_LIMIT, EV_OVERRIDE, EV_PRESET, Targets, mm  # noqa: F401
+from firmware.targets import (  # noqa: F401 -- the event log's codes the owner records
+    EV_LIMIT,
+    EV_OVERRIDE,
+    EV_PRESET,
+    Targets,
+)
 
 BOOT = const(0)
 LOCKED = const(1)
