@@ -85,13 +85,10 @@ _LOG_N = const(32)
 
 
 class Pen:
-    auto_home = True  # home by itself after boot, a clear, service (tests turn it off)
-
     def __init__(self, needle, depth, settings=None, sessions=None, clock=None):
         self.needle = needle
         self.depth = depth
         self.settings = settings if settings is not None else Settings()
-        self.sessions = sessions
         self._ms = clock or time.ticks_ms
         self.state = BOOT
         self.fault = F.NONE  # the latched fault code (FAULT state), else NONE
@@ -105,9 +102,6 @@ class Pen:
         self._t_active = self._t_boot
         self._log = array("i", bytes(8 * _LOG_N))  # (t_ms, code << 16 | arg) pairs
         self._log_n = 0
-
-    def _cfg(self, key):
-        return self.settings.get(key)
 
     def motor_running(self):
         """Whether the needle motor may be turning (no flash writes then)."""
@@ -186,11 +180,10 @@ class Pen:
     def _auto_home(self):
         """Home by itself (after boot, a clear, service). An axis that refuses (its fault is
         latched) is left to poll(), which latches the fault."""
-        if self.auto_home:
-            try:
-                self.home()
-            except Refused:
-                pass
+        try:
+            self.home()
+        except Refused:
+            pass
 
     # -- the facade -------------------------------------------------------------------------
     def _check_not_fault(self):
@@ -433,8 +426,8 @@ class Pen:
 
     def _cartridge_check(self):
         c = self.cart
-        limit = self._cfg("cartridge_stroke_limit")
-        r = c.check(self.needle.strokes, limit, self._cfg("cartridge_warn_pct"))
+        limit = self.settings.get("cartridge_stroke_limit")
+        r = c.check(self.needle.strokes, limit, self.settings.get("cartridge_warn_pct"))
         if r == Cartridge.LIMIT:
             self.record(EV_CARTRIDGE, 3)
             self.emit({"event": "cartridge", "what": "limit", "cartridge": c.number,
@@ -500,9 +493,9 @@ class Pen:
                     self._goto(LOCKED, "homing ended")
             return
         idle = time.ticks_diff(self._ms(), self._t_active)
-        if s == ARMED and idle >= self._cfg("disarm_after_s") * 1000:
+        if s == ARMED and idle >= self.settings.get("disarm_after_s") * 1000:
             self._goto(READY, "idle")
-        elif s in (READY, LOCKED) and idle >= self._cfg("sleep_s") * 1000:
+        elif s in (READY, LOCKED) and idle >= self.settings.get("sleep_s") * 1000:
             self._goto(SLEEP, "idle")
 
     # -- status ------------------------------------------------------------------------------
