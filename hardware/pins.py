@@ -4,7 +4,10 @@ This file is the single source of truth for the wiring: the firmware's board con
 (`drivers/board.py`), the virtual pen and `hardware/README.md` all read it. It goes onto the pen.
 
 Conventions: GPIO numbers; `_N` suffix = active low; PWM slices follow from the GPIO number
-(slice = (gpio >> 1) & 7, channel A on even, B on odd pins).
+(slice = (gpio >> 1) & 7, channel A on even, B on odd pins). A slice has one counter, one
+divider and one TOP, so one frequency for both its channels: every PWM user (the motor at
+20 kHz, the buzzer at its tones) owns its slice (tests/test_pins.py derives the slices from
+this file and the board construction).
 """
 
 try:
@@ -38,7 +41,9 @@ BTN_PLUS_N = const(15)
 BTN_MINUS_N = const(16)
 
 # Feedback.
-BUZZER = const(18)  # magnetic buzzer through a transistor, PWM tone
+BUZZER = const(22)  # magnetic buzzer through a transistor, PWM tone: slice 3 A, its own
+# (rev A's first draft had GP18, slice 1 A: the motor's slice and channel, so every tone
+# retuned the motor's PWM and buzzer.off() zeroed the motor's duty)
 LED = const(25)
 I2C_ID = const(0)
 I2C_SDA = const(20)  # SSD1306 128x32 OLED at 0x3C

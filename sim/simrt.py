@@ -17,6 +17,7 @@ allocate: any allocation in the control tick raises MemoryError in every simulat
 """
 
 import sys
+from array import array
 
 import micropython
 
@@ -41,6 +42,12 @@ class Board:
         self.i2c = {}  # 7-bit address -> device model with write(buf) / read(n)
         self.uart = {}  # uart id -> device model
         self.irqs = {}  # gpio -> Pin with an irq handler
+        # Register files of the peripherals a driver may access directly (32-bit words, the
+        # RP2040's layout): the PWM block (8 slices x CSR, DIV, CTR, CC, TOP) and the two PIO
+        # blocks' first registers (CTRL, FSTAT, FDEBUG, FLEVEL, TXF0-3, RXF0-3).
+        self.pwm_regs = array("I", [0, 16, 0, 0, 0xFFFF] * 8)
+        self.pio_regs = {0x50200000: array("I", [0, 0x0F000F00] + [0] * 10),
+                         0x50300000: array("I", [0, 0x0F000F00] + [0] * 10)}
 
     def set_input(self, gpio, level):
         """The plant drives an input; edge interrupts fire as the RP2040's would."""

@@ -95,6 +95,7 @@ class Pin:
     def init(self, mode=-1, pull=-1, value=None):
         if mode != -1:
             _BOARD.mode[self.id] = mode
+            _BOARD.pwm.pop(self.id, None)  # gpio_set_function(SIO): no longer a PWM output
         if pull != -1:
             _BOARD.pull[self.id] = pull
         if value is not None:
@@ -130,42 +131,127 @@ class Pin:
         return "Pin(GPIO%d)" % self.id
 
 
+# -- PWM: the RP2040's register block, and machine.PWM as ports/rp2/machine_pwm.c drives it ----
+# Eight slices, each one counter with one divider and one TOP (so one frequency), and two
+# compare channels: A on even GPIOs, B on odd, slice = (gpio >> 1) & 7. The registers live in
+# `_BOARD.pwm_regs` (32-bit words, the chip's layout: per slice CSR, DIV, CTR, CC, TOP), which
+# the plant reads and which a driver may write directly (register_address()). machine.PWM
+# objects are views of one slice's channel, as on the chip: PWM(Pin(2)) and PWM(Pin(18)) are the
+# same object (slice 1 channel A), and a frequency set through any of them is the slice's.
+_PWM_BASE = 0x40050000
+_PWM_STRIDE = 0x14
+_CSR = 0
+_DIV = 1
+_CC = 3
+_TOP = 4
+_VALUE_NOT_SET = -1
+_DUTY_NOT_SET = 0
+_DUTY_U16 = 1
+_DUTY_NS = 2
+
+
+def _pwm_reg(sl, reg):
+    return _BOARD.pwm_regs[sl * 5 + reg]
+
+
+def _pwm_set(sl, reg, v):
+    _BOARD.pwm_regs[sl * 5 + reg] = v & 0xFFFFFFFF
+
+
+_pwm_channels = {}  # slice * 2 + channel -> the one PWM object of that channel
+_slice_freq_set = [False] * 8
+
+
+def _pwm_users():
+    return _BOARD.pwm
+
+
 class PWM:
-    """rp2 PWM: one 16-bit counter per slice; TOP and divider follow from the frequency exactly
-    as ports/rp2/machine_pwm.c computes them (TOP at most 65534, divider 1 when possible)."""
+    """rp2 machine.PWM: TOP and divider follow from the frequency exactly as
+    ports/rp2/machine_pwm.c computes them (TOP at most 65534, divider 1 when possible); a
+    frequency change re-applies the duty of both channels of the slice; deinit() stops the
+    whole slice; the duty read back comes from the CC register."""
 
     _TOP_MAX = 65534
 
-    def __init__(self, pin, freq=None, duty_u16=None, duty_ns=None, invert=False):
-        self.gpio = pin.id if isinstance(pin, Pin) else int(pin)
-        self.slice = (self.gpio >> 1) & 7
-        self.channel = self.gpio & 1
-        self.top = 0xFFFF
-        self.div16 = 16
-        self.cc = 0
-        self.duty_requested = 0
-        self.invert = invert
-        self.enabled = True
-        self.history = []  # (time_us, top, cc) each time the compare value changes
-        self.history_skipped = 0  # changes made with the heap locked (not logged)
-        _BOARD.pwm[self.gpio] = self
-        if freq is not None:
-            self.freq(freq)
-        if duty_u16 is not None:
-            self.duty_u16(duty_u16)
+    def __new__(cls, pin, *args, **kw):
+        gpio = pin.id if isinstance(pin, Pin) else int(pin)
+        key = ((gpio >> 1) & 7) * 2 + (gpio & 1)
+        obj = _pwm_channels.get(key)
+        if obj is None:
+            obj = object.__new__(cls)
+            obj.slice = key >> 1
+            obj.channel = key & 1
+            _pwm_channels[key] = obj
+        return obj
 
-    def init(self, freq=None, duty_u16=None, duty_ns=None, invert=None):
-        if freq is not None:
-            self.freq(freq)
-        if duty_u16 is not None:
-            self.duty_u16(duty_u16)
-        if invert is not None:
-            self.invert = invert
-        self.enabled = True
+    def __init__(self, pin, freq=_VALUE_NOT_SET, duty_u16=_VALUE_NOT_SET, duty_ns=_VALUE_NOT_SET,
+                 invert=_VALUE_NOT_SET):  # fmt: skip
+        self.gpio = pin.id if isinstance(pin, Pin) else int(pin)
+        self.invert = 0
+        self._duty_type = _DUTY_NOT_SET
+        self._duty = 0
+        _BOARD.mode[self.gpio] = Pin.ALT  # gpio_set_function(gpio, GPIO_FUNC_PWM)
+        _BOARD.pwm[self.gpio] = self
+        self.init(freq, duty_u16, duty_ns, invert)
+
+    def init(self, freq=_VALUE_NOT_SET, duty_u16=_VALUE_NOT_SET, duty_ns=_VALUE_NOT_SET,
+             invert=_VALUE_NOT_SET):  # fmt: skip
+        if freq is None:
+            freq = _VALUE_NOT_SET
+        if freq != _VALUE_NOT_SET:
+            self._freq_set(freq)
+        if duty_u16 is not None and duty_u16 != _VALUE_NOT_SET:
+            self._duty_set_u16(duty_u16, False)
+        if duty_ns is not None and duty_ns != _VALUE_NOT_SET:
+            self._duty_set_ns(duty_ns, False)
+        if invert is not None and invert != _VALUE_NOT_SET:
+            self.invert = 1 if invert else 0
+        self._start()
+
+    # -- what the registers say (the plant and the tests read these) ---------------------------
+    @property
+    def top(self):
+        return _pwm_reg(self.slice, _TOP)
+
+    @property
+    def div16(self):
+        return _pwm_reg(self.slice, _DIV)
+
+    @property
+    def cc(self):
+        return (_pwm_reg(self.slice, _CC) >> (16 * self.channel)) & 0xFFFF
+
+    @property
+    def enabled(self):
+        return bool(_pwm_reg(self.slice, _CSR) & 1)
+
+    @property
+    def duty_requested(self):
+        return self._duty if self._duty_type == _DUTY_U16 else 0
+
+    # -- machine.PWM ------------------------------------------------------------------------
+    def _start(self):
+        # Allocation-free: a hard-IRQ tick sets duties through here with the heap locked.
+        if _slice_freq_set[self.slice] and self._duty_type != _DUTY_NOT_SET:
+            other = self._other()
+            inv_o = other.invert if other is not None else 0
+            if self.channel:
+                inv = (inv_o << 2) | (self.invert << 3)
+            else:
+                inv = (self.invert << 2) | (inv_o << 3)
+            csr = _pwm_reg(self.slice, _CSR) & ~0xC
+            _pwm_set(self.slice, _CSR, csr | 1 | inv)
+
+    def _other(self):
+        return _pwm_channels.get(self.slice * 2 + (self.channel ^ 1))
 
     def freq(self, f=None):
         if f is None:
             return _SYS_HZ * 16 // (self.div16 * (self.top + 1))
+        self._freq_set(f)
+
+    def _freq_set(self, f):
         if f <= 0:
             raise ValueError("freq too small")
         if (_SYS_HZ + f // 2) // f < self._TOP_MAX:
@@ -173,57 +259,110 @@ class PWM:
             top = (_SYS_HZ + f // 2) // f - 1
         else:
             div16 = (16 * _SYS_HZ + f * self._TOP_MAX - 1) // (f * self._TOP_MAX)
-            if div16 > 256 * 16:
-                raise ValueError("freq too small")
             top = (16 * _SYS_HZ + div16 * f // 2) // (div16 * f) - 1
-        # Both channels of a slice share TOP and divider.
-        for p in _BOARD.pwm.values():
-            if p.slice == self.slice:
-                p.top = top
-                p.div16 = div16
-                p._apply(p.duty_requested)
+        if div16 < 16:
+            raise ValueError("freq too large")
+        if div16 >= 256 * 16:
+            raise ValueError("freq too small")
+        # One divider and one TOP per slice: both channels' outputs change frequency.
+        _pwm_set(self.slice, _DIV, div16)
+        _pwm_set(self.slice, _TOP, top)
+        _slice_freq_set[self.slice] = True
+        self._reapply()
+        other = self._other()
+        if other is not None:
+            other._reapply()
+
+    def _reapply(self):
+        if self._duty_type == _DUTY_U16:
+            self._duty_set_u16(self._duty)
+        elif self._duty_type == _DUTY_NS:
+            self._duty_set_ns(self._duty)
 
     def duty_u16(self, d=None):
         if d is None:
-            return self.duty_requested
+            top = self.top
+            return (self.cc * 65535 + (top + 1) // 2) // (top + 1)
+        self._duty_set_u16(d)
+
+    def _duty_set_u16(self, d, start=True):
         if not 0 <= d <= 65535:
             raise ValueError("duty_u16 must be 0..65535")
-        self._apply(d)
-
-    def _apply(self, d):
-        self.duty_requested = d
-        # machine_pwm.c: cc = duty_u16 * (top + 1) / 65535, rounded.
+        # machine_pwm.c: cc = duty_u16 * (top + 1) / 65535, rounded; one CC word per slice
+        # holds both channels (A in bits 0..15, B in 16..31).
         cc = (d * (self.top + 1) + 65535 // 2) // 65535
-        if cc != self.cc:
-            self.cc = cc
-            try:
-                self.history.append((_SIM.now, self.top, cc))
-            except MemoryError:
-                # A hard-timer tick (heap locked) set the duty: the registers (cc) are
-                # updated, only this log entry is skipped.
-                self.history_skipped += 1
-                return
-            if len(self.history) > 64:
-                del self.history[0]
+        self._set_cc(cc)
+        self._duty = d
+        self._duty_type = _DUTY_U16
+        if start:
+            self._start()
+
+    def _set_cc(self, cc):
+        shift = 16 * self.channel
+        word = _pwm_reg(self.slice, _CC) & ~(0xFFFF << shift)
+        _pwm_set(self.slice, _CC, word | ((cc & 0xFFFF) << shift))
+
+    def _slice_hz(self):
+        return (16 * _SYS_HZ + self.div16 // 2) // self.div16
 
     def duty_ns(self, ns=None):
-        period_ns = 1_000_000_000 // max(1, self.freq())
+        hz = self._slice_hz()
         if ns is None:
-            return self.duty_requested * period_ns // 65535
-        self.duty_u16(min(65535, ns * 65535 // period_ns))
+            return (self.cc * 1_000_000_000 + hz // 2) // hz
+        self._duty_set_ns(ns)
+
+    def _duty_set_ns(self, ns, start=True):
+        cc = (ns * self._slice_hz() + 500_000_000) // 1_000_000_000
+        if cc > 65535:
+            raise ValueError("duty larger than period")
+        self._set_cc(cc)
+        self._duty = ns
+        self._duty_type = _DUTY_NS
+        if start:
+            self._start()
 
     def fraction_q16(self):
-        """The output's high time as a fraction of the period, 0..65536 (what the plant sees)."""
-        if not self.enabled:
+        """The output's high time as a fraction of the period, 0..65536 (what the plant sees).
+        A stopped slice holds its output low here."""
+        csr = _pwm_reg(self.slice, _CSR)
+        if not csr & 1:
             return 0
         f = self.cc * 65536 // (self.top + 1)
         if f > 65536:
             f = 65536
-        return 65536 - f if self.invert else f
+        return 65536 - f if csr & (4 << self.channel) else f
 
     def deinit(self):
-        self.enabled = False
-        self.cc = 0
+        # machine_pwm.c: pwm_set_enabled(slice, false): the whole slice, both channels.
+        _pwm_set(self.slice, _CSR, _pwm_reg(self.slice, _CSR) & ~1)
+
+    def __repr__(self):
+        return "<PWM slice=%d channel=%d invert=%d>" % (self.slice, self.channel, self.invert)
+
+
+def register_address(addr):
+    """The virtual pen's answer to a raw peripheral register address (RP2040 datasheet): the
+    address of the word in the simulated register file that stands for it, so a driver that
+    writes registers directly (viper ptr32, machine.mem32 on the chip) writes what the plant
+    reads. On the chip there is no such function: drivers use the address itself."""
+    import uctypes
+
+    if _PWM_BASE <= addr < _PWM_BASE + 8 * _PWM_STRIDE:
+        return uctypes.addressof(_BOARD.pwm_regs) + (addr - _PWM_BASE)
+    for base, regs in _BOARD.pio_regs.items():
+        if base <= addr < base + 4 * len(regs):
+            return uctypes.addressof(regs) + (addr - base)
+    raise ValueError("no register at 0x%08x on the virtual pen" % addr)
+
+
+def reset_pwm():
+    """Power-on state of the PWM block (a fresh board)."""
+    regs = _BOARD.pwm_regs
+    for sl in range(8):
+        for reg, v in ((_CSR, 0), (_DIV, 16), (2, 0), (_CC, 0), (_TOP, 0xFFFF)):
+            regs[sl * 5 + reg] = v
+        _slice_freq_set[sl] = False
+    _pwm_channels.clear()
 
 
 class ADC:

@@ -49,6 +49,9 @@ class PIO:
 
 
 _MACHINES = {}
+_PIO_BASE = (0x50200000, 0x50300000)
+_FSTAT = 1  # word index of FSTAT (offset 0x04) in a PIO block's register file
+_FLEVEL = 3  # FLEVEL (offset 0x0c)
 
 
 class StateMachine:
@@ -94,6 +97,27 @@ class StateMachine:
             raise ValueError("virtual pen has no model for PIO program %r" % prog.name)
         self.model = factory(self)
         self.running = False
+        self._sync_regs()
+
+    def _sync_regs(self):
+        """FSTAT and FLEVEL of this machine's PIO block say what its FIFOs hold, as on the chip
+        (a driver may poll them directly: machine.register_address). Allocation-free."""
+        regs = _SIM.board.pio_regs[_PIO_BASE[self.id >> 2]]
+        n = self.id & 3
+        rx = len(self.rx)
+        tx = len(self.tx)
+        st = regs[_FSTAT] & ~((1 << n) | (1 << (8 + n)) | (1 << (16 + n)) | (1 << (24 + n)))
+        if self.rx_depth and rx >= self.rx_depth:
+            st |= 1 << n
+        if not rx:
+            st |= 1 << (8 + n)
+        if self.tx_depth and tx >= self.tx_depth:
+            st |= 1 << (16 + n)
+        if not tx:
+            st |= 1 << (24 + n)
+        regs[_FSTAT] = st
+        lv = regs[_FLEVEL] & ~(0xFF << (8 * n))
+        regs[_FLEVEL] = lv | ((tx & 15) << (8 * n)) | ((rx & 15) << (8 * n + 4))
 
     def active(self, v=None):
         if v is None:
@@ -109,6 +133,7 @@ class StateMachine:
     def restart(self):
         self.tx = []
         self.rx = []
+        self._sync_regs()
         if self.model is not None and hasattr(self.model, "restart"):
             self.model.restart()
 
@@ -126,12 +151,14 @@ class StateMachine:
                 # Blocks like the real FIFO: time passes until the program pulls.
                 _SIM.sleep_us(10)
             self.tx.append((v << shift) & 0xFFFFFFFF)
+            self._sync_regs()
 
     def get(self, buf=None, shift=0):
         while not self.rx:
             _SIM.sleep_us(10)
         v = self.rx.pop(0) >> shift
         self.words_read += 1
+        self._sync_regs()
         if buf is not None:
             buf[0] = v
         return v
@@ -150,16 +177,25 @@ class StateMachine:
         """The program pushes (noblock): a full RX FIFO drops the word, as `push(noblock)`."""
         if len(self.rx) < self.rx_depth:
             self.rx.append(value & 0xFFFFFFFF)
+            self._sync_regs()
             return True
         return False
 
     def model_pull(self):
-        return self.tx.pop(0) if self.tx else None
+        if not self.tx:
+            return None
+        v = self.tx.pop(0)
+        self._sync_regs()
+        return v
 
 
 def reset_all():
     """Forget every state machine (a fresh board)."""
     _MACHINES.clear()
+    for regs in _SIM.board.pio_regs.values():
+        for i in range(len(regs)):
+            regs[i] = 0
+        regs[_FSTAT] = 0x0F000F00  # every FIFO empty
 
 
 class Flash:

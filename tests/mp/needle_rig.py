@@ -90,6 +90,7 @@ def fresh_board():
     for d in (b.out, b.inp, b.pull, b.mode, b.pwm, b.adc, b.irqs):
         d.clear()
     rp2.reset_all()
+    machine.reset_pwm()
 
 
 def sleep_pin():
