@@ -66,7 +66,7 @@ class Board:
         self.serial = SerialLink(sys.stdin.buffer, sys.stdout.buffer)
         # Needle drive.
         self.motor = Motor(machine.PWM(Pin(P.MOTOR_IN1)), Pin(P.MOTOR_IN2, Pin.OUT, value=0),
-                           Pin(P.MOTOR_SLEEP_N, Pin.OUT, value=0))  # fmt: skip
+                           Pin(P.MOTOR_SLEEP_N, Pin.OUT, value=0), P.MOTOR_IN1)  # fmt: skip
         self.stroke = StrokeCapture(STROKE_SM, Pin(P.HALL, Pin.IN, Pin.PULL_UP))
         self.analog = Analog(machine.ADC(Pin(P.MOTOR_CURRENT)), machine.ADC(Pin(P.BATTERY)),
                              P.ADC_VREF_MV, P.CURRENT_MV_PER_A, P.BATTERY_DIVIDER)  # fmt: skip

