@@ -23,22 +23,33 @@ def _q_scale(num, den):
 
 
 class Analog:
-    """adc_current / adc_battery: machine.ADC objects. vref_mv: the ADC reference;
-    current_mv_per_a: shunt * amplifier gain; battery_divider: V_bat / V_adc."""
+    """adc_current / adc_battery: machine.ADC objects on the ADC inputs current_ain /
+    battery_ain (0..3: GPIO 26..29). vref_mv: the ADC reference; current_mv_per_a: shunt *
+    amplifier gain; battery_divider: V_bat / V_adc.
 
-    def __init__(self, adc_current, adc_battery, vref_mv, current_mv_per_a, battery_divider):
+    The control tick reads the converter's registers itself (`cs_addr`: CS, RESULT the word
+    after): it starts a conversion (CS.START_ONCE with AINSEL) and reads its RESULT one tick
+    later, so it never waits for the 2 µs conversion nor calls read_u16(). A read_u16() of
+    another input in between moves AINSEL: the tick sees that and drops that one sample."""
+
+    def __init__(self, adc_current, adc_battery, vref_mv, current_mv_per_a, battery_divider,
+                 current_ain, battery_ain):  # fmt: skip
+        from drivers import regs
+
         if vref_mv <= 0 or current_mv_per_a <= 0 or battery_divider <= 0:
             raise ValueError("analog scale factors must be positive")
+        if not (0 <= current_ain <= 3 and 0 <= battery_ain <= 3):
+            raise ValueError("ADC inputs 0..3")
+        self.current_ain = current_ain
+        self.battery_ain = battery_ain
+        self.cs_addr = regs.address(regs.ADC_BASE + regs.ADC_CS)
         self._adc_i = adc_current
         self._adc_b = adc_battery
         # mA = raw * vref / 4095 * 1000 / mV_per_A ; mV = raw * vref / 4095 * divider
         self._i_mul, self._i_shift = _q_scale(vref_mv * 1000, _RAW_MAX * current_mv_per_a)
         self._b_mul, self._b_shift = _q_scale(vref_mv * battery_divider, _RAW_MAX)
         self.current_full_scale_ma = self.current_ma_from_raw(_RAW_MAX)
-        # For the control tick: the raw readers (read_u16, C on the pen) and the scales, so a
-        # reading costs one call: mA = (read_current() >> 4) * i_mul >> i_shift.
-        self.read_current = adc_current.read_u16
-        self.read_battery = adc_battery.read_u16
+        # For the control tick: the scales, mA = raw * i_mul >> i_shift, mV likewise.
         self.i_mul, self.i_shift = self._i_mul, self._i_shift
         self.b_mul, self.b_shift = self._b_mul, self._b_shift
 

@@ -69,7 +69,8 @@ class Board:
                            Pin(P.MOTOR_SLEEP_N, Pin.OUT, value=0), P.MOTOR_IN1)  # fmt: skip
         self.stroke = StrokeCapture(STROKE_SM, Pin(P.HALL, Pin.IN, Pin.PULL_UP))
         self.analog = Analog(machine.ADC(Pin(P.MOTOR_CURRENT)), machine.ADC(Pin(P.BATTERY)),
-                             P.ADC_VREF_MV, P.CURRENT_MV_PER_A, P.BATTERY_DIVIDER)  # fmt: skip
+                             P.ADC_VREF_MV, P.CURRENT_MV_PER_A, P.BATTERY_DIVIDER,
+                             P.MOTOR_CURRENT - 26, P.BATTERY - 26)  # fmt: skip
         # Depth stop.
         self.stepper = StepperPIO(STEPPER_SM, Pin(P.STEP, Pin.OUT, value=0),
                                   Pin(P.DIR, Pin.OUT, value=0),

@@ -201,7 +201,19 @@ _BATT_CNT = const(80)
 _HOLD_CNT = const(81)
 _LOOP_QUIET = const(82)
 _LOOP_LIMIT = const(83)
-_N = const(84)
+_A_FSTAT = const(84)  # register addresses: low word, high word (0 on the chip)
+_A_CC = const(86)
+_A_ADC = const(88)
+_P_AIN_I = const(90)  # ADC inputs of the current and the battery
+_P_AIN_B = const(91)
+_ADC_AIN = const(92)  # the input of the conversion started last tick (15: none)
+_P_HEAT_TRIP = const(93)  # low-passed I**2 above which the coil is too hot
+_P_FF_Q18 = const(94)  # FF_UV_PER_HZ as mV per mHz << 18
+_P_RUNAWAY_Q10 = const(95)  # RUNAWAY_PCT / 100 << 10
+_QPREV = const(96)  # the accepted period before _PERIOD (0 = none)
+_N = const(97)
+_ADC_GO = const(5)  # ADC CS: EN | START_ONCE
+_ADC_READY = const(0x100)
 
 
 def _status(i):
@@ -282,7 +294,12 @@ class NeedleDrive:
     battery_mv = _status(_BATT)
     strokes = _status(_STROKES)
     fault_detect_ms = _status(_FAULT_MS)
-    heat = _status(_HEAT)
+
+    @property
+    def heat(self):
+        """I2t estimate, per mille of the OVERHEAT limit."""
+        s = self._s
+        return (s[_HEAT_ACC] >> s[_P_HEAT_SHIFT]) * 1000 // s[_P_HEAT_LIMIT]
 
     @property
     def fault(self):
@@ -305,13 +322,10 @@ class NeedleDrive:
         self._motor = motor
         self._interlock = interlock
         self.tick_hz = tick_hz
-        # What the tick touches, each one attribute: the state, two registers, three readers.
+        # What the tick touches: the state array (with the register addresses in it) and the
+        # PIO FIFO's get().
         s = self._s = array("i", bytes(4 * _N))
-        self._fstat = stroke.fstat_addr
-        self._cc = motor.cc_addr
         self._get = stroke.get
-        self._read_i = analog.read_current
-        self._read_b = analog.read_battery
         tick_us = _US_PER_S // tick_hz
         slot_mhz = self._slot_mhz
         slots = self._slot_count
@@ -325,7 +339,8 @@ class NeedleDrive:
         for v, what in ((err_max * max(self.KP, self.KI) + (out_bound << _PI_SHIFT), "PI"),
                         ((out_bound << _PI_SHIFT) + _BIAS, "PI integral"),
                         (i10 * i10 << self.OVERHEAT_SHIFT, "I2t low-pass"),
-                        ((_BILLION // _GLITCH_US // 100) * self.FF_UV_PER_HZ, "back-EMF"),
+                        ((_BILLION // _GLITCH_US >> 4) * self._ff_q18(), "back-EMF"),
+                        (self.MAX_HZ * _MHZ * self.RUNAWAY_PCT * 1024 // 100, "runaway"),
                         (_DUTY_FULL * motor.top1, "PWM compare"),
                         (self.DUTY_MAX * 6600, "duty * battery")):  # fmt: skip
             if not 0 <= v < (1 << 30):
@@ -359,6 +374,18 @@ class NeedleDrive:
         )  # fmt: skip
         for i, v in p:
             s[i] = v
+        for i, addr in ((_A_FSTAT, stroke.fstat_addr), (_A_CC, motor.cc_addr),
+                        (_A_ADC, analog.cs_addr)):  # fmt: skip
+            lo = addr & 0xFFFFFFFF
+            s[i] = lo - (1 << 32) if lo >= 1 << 31 else lo
+            s[i + 1] = addr >> 32
+        s[_P_AIN_I] = analog.current_ain
+        s[_P_AIN_B] = analog.battery_ain
+        s[_ADC_AIN] = 15
+        lim = s[_P_HEAT_LIMIT]
+        s[_P_HEAT_TRIP] = (1001 * lim + 999) // 1000  # heat > 1000 per mille
+        s[_P_FF_Q18] = self._ff_q18()
+        s[_P_RUNAWAY_Q10] = self.RUNAWAY_PCT * 1024 // 100
         s[_INTEG] = _BIAS
         s[_PI_OUT] = _BIAS
         s[_PI_SAT] = 1
@@ -368,8 +395,10 @@ class NeedleDrive:
         self._standstill_us = self.STANDSTILL_MS * 1000
         self._start_timeout_us = self.START_TIMEOUT_MS * 1000
         motor.coast()
-        b = ((analog.read_battery() >> 4) * analog.b_mul) >> analog.b_shift
-        self._battery_changed(b)
+        self._battery_changed(analog.battery_mv())
+
+    def _ff_q18(self):
+        return (self.FF_UV_PER_HZ << 18) // 1_000_000
 
     def _slot_mhz(self, hz_per_s):
         """A rate of change in Hz/s as mHz per slot update (every 4 ticks)."""
@@ -387,7 +416,7 @@ class NeedleDrive:
         if b_mv < 1000:
             b_mv = 1000  # (a dead ADC must not divide by ~0)
         s[_K_DUTY] = (_DUTY_FULL << 10) // b_mv
-        s[_V_MAX] = self.DUTY_MAX * s[_BATT] // _DUTY_FULL
+        s[_V_MAX] = (self.DUTY_MAX * s[_BATT]) >> 16
 
     # -- commands (thread context) ------------------------------------------------------------
     def watch_loop(self, silence_ms=None):
@@ -428,7 +457,7 @@ class NeedleDrive:
         s[_PI_OUT] = _BIAS
         s[_PI_SAT] = 1
         for i in (_OC_CNT, _RUNAWAY_CNT, _BATT_CNT, _HOLD_CNT, _OC_JUDGE, _RUN_TICKS,
-                  _EDGES_RUN, _NACC, _PEND, _SINCE, _BRAKE_LEFT, _STOPPING):  # fmt: skip
+                  _EDGES_RUN, _NACC, _PEND, _QPREV, _SINCE, _BRAKE_LEFT, _STOPPING):  # fmt: skip
             s[i] = 0
         s[_OC_LIM] = s[_P_OC_PEG]  # blanking: only a pegged ADC counts
         s[_STALL_US] = self._start_timeout_us
@@ -475,7 +504,7 @@ class NeedleDrive:
             return False  # not while the needle still moves
         if f == faults.BATTERY_LOW and s[_BATT] < self.BATTERY_MIN_MV:
             return False
-        if f == faults.OVERHEAT and s[_HEAT] >= self.OVERHEAT_CLEAR_PERMILLE:
+        if f == faults.OVERHEAT and self.heat >= self.OVERHEAT_CLEAR_PERMILLE:
             return False
         s[_FAULT] = faults.NONE
         s[_FAULT_MS] = 0
@@ -510,8 +539,9 @@ class NeedleDrive:
         return emf > floor
 
     def _emf_mv(self, r_mhz):
-        # In 100 mHz units so the product stays a small int (5000 * 14830 < 2**27).
-        return (r_mhz // 100) * self.FF_UV_PER_HZ // 10_000
+        # Q18 without a division, as the tick computes it; r_mhz >> 4 keeps the product small
+        # (500 Hz: 31250 * 3888 < 2**27).
+        return ((r_mhz >> 4) * self._s[_P_FF_Q18]) >> 14
 
     # -- the control tick (hard IRQ: native integers only, no allocation) ---------------------
     def tick(self):
@@ -520,7 +550,7 @@ class NeedleDrive:
     @micropython.viper
     def tick_cb(self, _timer):
         s = ptr32(self._s)
-        fst = ptr32(self._fstat)
+        fst = ptr32((s[_A_FSTAT + 1] << 32) | s[_A_FSTAT])
         # -- strokes: the PIO FIFO's status, one load; the words only when there are some ----
         running = s[_RUNNING]
         if fst[0] & s[_P_RXEMPTY]:
@@ -538,11 +568,12 @@ class NeedleDrive:
                 else:
                     s[_RATE] = _BILLION // since
         else:
-            steady = 0  # running steadily: the relative checks of a period apply
-            if running and s[_NACC] >= 4:
+            steady = 0  # running steadily at its set rate: the relative checks apply
+            if running and s[_NACC] >= 4 and s[_SP] == s[_TARGET_HZ] * _MHZ:
                 if s[_BRAKE_LEFT] == 0 and s[_STOPPING] == 0:
                     steady = 1
             fresh = 0
+            prov = 0  # a provisional rate while a short period is held
             while (fst[0] & s[_P_RXEMPTY]) == 0:
                 w = int(self._get())
                 if s[_EDGES_RUN] < 2:
@@ -561,23 +592,53 @@ class NeedleDrive:
                 n_a = 1
                 b = 0
                 if pend:
+                    # A short period was held: it and this one are one stroke (a spurious
+                    # edge inside it), or it ends the last stroke (a spurious edge just before
+                    # the real one ended that stroke early), or both are real.
                     s[_PEND] = 0
-                    m = pend + p
-                    if q and m * 4 > q * 3 and m * 4 < q * 5:
-                        a = m  # a spurious edge inside one stroke: the two halves are one
+                    q2 = s[_QPREV]
+                    ef = pend + p - q
+                    if ef < 0:
+                        ef = 0 - ef
+                    eb = _BILLION
+                    if q2:
+                        eb = q + pend - q2
+                        if eb < 0:
+                            eb = 0 - eb
+                    if eb < ef and eb * 4 < q2:
+                        q = q + pend  # the last stroke, corrected; this word is a new one
+                        s[_PERIOD] = q
+                        fresh = 1
+                        pend = 0
+                    elif q and ef * 4 < q:
+                        a = pend + p
                     else:
                         a = pend
                         b = p
-                elif p < _GLITCH_US or (steady != 0 and p * 4 < q * 3):
-                    s[_PEND] = p  # too short for a stroke: wait for the next edge
-                elif steady != 0 and p * 5 > q * 8 and p * 5 < q * 12:
-                    a = p >> 1  # a missed pulse: two strokes of half the time
-                    n_a = 2
-                else:
-                    a = p
+                if a == 0:
+                    if p < _GLITCH_US or (steady != 0 and p * 4 < q * 3):
+                        s[_PEND] = p  # too short for a stroke: wait for the next edge
+                        q2 = s[_QPREV]
+                        if q and q2:
+                            e = q + p - q2
+                            if e < 0:
+                                e = 0 - e
+                            if e * 8 < q2:
+                                # Until the next edge tells, the likelier reading: the last
+                                # stroke ended here (a spurious edge shortly before the real
+                                # one ended it early), so the rate is 1 / (q + p).
+                                prov = _BILLION // (q + p)
+                    elif steady != 0 and p * 5 > q * 8 and p * 5 < q * 12:
+                        a = p >> 1  # a missed pulse: two strokes of half the time
+                        n_a = 2
+                    else:
+                        a = p
+                if a:
+                    prov = 0
                 while a:
                     if a < _GLITCH_US:
                         a = _GLITCH_US  # (bounds the rate: every product below stays small)
+                    s[_QPREV] = s[_PERIOD]
                     s[_PERIOD] = a
                     s[_STROKES] += n_a
                     if s[_NACC] < 4:
@@ -643,41 +704,56 @@ class NeedleDrive:
                         s[_INTEG] = i + _BIAS
                         s[_PI_OUT] = u + _BIAS
                         s[_PI_SAT] = sat
-        # -- the current, every tick ------------------------------------------------------
-        i_ma = ((int(self._read_i()) >> 4) * s[_P_I_MUL]) >> s[_P_I_SHIFT]
-        s[_I_RAW] = i_ma
+            if prov:
+                s[_RATE] = prov
+        # -- the ADC: the conversion started last tick is done (2 µs); start the next --------
+        ph = (s[_PHASE] + 1) & 3
+        s[_PHASE] = ph
+        adc = ptr32((s[_A_ADC + 1] << 32) | s[_A_ADC])
+        cs = adc[0]
+        ain = s[_ADC_AIN]
+        raw = -1  # no sample this tick (none started, or another reader moved AINSEL)
+        if cs & _ADC_READY:
+            if ((cs >> 12) & 7) == ain:
+                raw = adc[1] & 0xFFF
+        nxt = s[_P_AIN_I]
+        if ph == 3:
+            nxt = s[_P_AIN_B]  # the battery slot (phase 0) reads it next tick
+        adc[0] = (cs & 2) | _ADC_GO | (nxt << 12)
+        s[_ADC_AIN] = nxt
+        i_ma = s[_I_RAW]
+        if raw >= 0 and ain == s[_P_AIN_I]:
+            i_ma = (raw * s[_P_I_MUL]) >> s[_P_I_SHIFT]
+            s[_I_RAW] = i_ma
         acc = s[_I_ACC]
         acc += i_ma - (acc >> 2)  # low-pass over 4 ticks
         s[_I_ACC] = acc
         i_f = acc >> 2
         s[_I_F] = i_f
-        ph = (s[_PHASE] + 1) & 3
-        s[_PHASE] = ph
         if ph == 0:
             # Battery: the duty per mV follows a sag; low for BATTERY_LOW_MS trips.
-            b = ((int(self._read_b()) >> 4) * s[_P_B_MUL]) >> s[_P_B_SHIFT]
-            s[_BATT] = b
-            bb = b if b > 1000 else 1000  # (a dead ADC must not divide by ~0)
-            s[_K_DUTY] = (_DUTY_FULL << 10) // bb
-            s[_V_MAX] = s[_P_DUTY_MAX] * b // _DUTY_FULL
-            if running:
-                c = 0
-                if b < s[_P_BAT_MIN]:
-                    c = s[_BATT_CNT] + 1
-                s[_BATT_CNT] = c
-                if c >= s[_P_BATT_N]:
-                    self._trip(_F_BATTERY_LOW)
-                    return
+            if raw >= 0 and ain == s[_P_AIN_B]:
+                b = (raw * s[_P_B_MUL]) >> s[_P_B_SHIFT]
+                s[_BATT] = b
+                bb = b if b > 1000 else 1000  # (a dead ADC must not divide by ~0)
+                s[_K_DUTY] = (_DUTY_FULL << 10) // bb
+                s[_V_MAX] = (s[_P_DUTY_MAX] * b) >> 16
+                if running:
+                    c = 0
+                    if b < s[_P_BAT_MIN]:
+                        c = s[_BATT_CNT] + 1
+                    s[_BATT_CNT] = c
+                    if c >= s[_P_BATT_N]:
+                        self._trip(_F_BATTERY_LOW)
+                        return
         elif ph == 1:
-            # Coil heat: I**2 low-passed over the thermal time constant.
-            i10 = s[_I_RAW] // 10
+            # Coil heat: I**2 (in (mA / 10)**2) low-passed over the thermal time constant.
+            i10 = (i_ma * 6554) >> 16
             sh = s[_P_HEAT_SHIFT]
             hacc = s[_HEAT_ACC]
             hacc += i10 * i10 - (hacc >> sh)
             s[_HEAT_ACC] = hacc
-            h = (hacc >> sh) * 1000 // s[_P_HEAT_LIMIT]
-            s[_HEAT] = h
-            if running and h > 1000:
+            if running and (hacc >> sh) >= s[_P_HEAT_TRIP]:
                 self._trip(_F_OVERHEAT)
                 return
         if running == 0:
@@ -723,7 +799,7 @@ class NeedleDrive:
                 if sp == target:
                     s[_SP_UP] = s[_P_SLEW_UP]  # soft start done: later changes slew faster
             s[_SP] = sp
-            s[_V_SP] = (sp // 100) * s[_P_FF_UV] // 10_000 + s[_P_FF_OFF]
+            s[_V_SP] = (((sp >> 4) * s[_P_FF_Q18]) >> 14) + s[_P_FF_OFF]
             # Runaway reference: the larger of set point and target, falling slowly, so a
             # commanded slow-down or a stop (the rotor lags the ramp) is not a runaway.
             tr = sp if sp > target else target
@@ -735,7 +811,7 @@ class NeedleDrive:
                 if ref < tr:
                     ref = tr
             s[_REF] = ref
-            lim = ref * s[_P_RUNAWAY_PCT] // 100 + s[_P_RUNAWAY_MARGIN]
+            lim = ((ref * s[_P_RUNAWAY_Q10]) >> 10) + s[_P_RUNAWAY_MARGIN]
             c = 0
             if s[_RATE] > lim:
                 c = s[_RUNAWAY_CNT] + 1
@@ -778,9 +854,11 @@ class NeedleDrive:
         if duty > _DUTY_FULL:
             duty = _DUTY_FULL
         s[_DUTY] = duty
-        # The PWM compare register: duty_u16 * (TOP + 1) / 65535, rounded (as machine.PWM).
-        cc = ptr32(self._cc)
-        cc[0] = ((duty * s[_P_TOP1] + 32767) // _DUTY_FULL) << s[_P_CC_SHIFT]
+        # The PWM compare register: duty_u16 * (TOP + 1) / 65535, rounded as machine.PWM does
+        # (x // 65535 == (x + (x >> 16) + 1) >> 16 for every x < 65535 * 16384: no division).
+        x = duty * s[_P_TOP1] + 32767
+        cc = ptr32((s[_A_CC + 1] << 32) | s[_A_CC])
+        cc[0] = ((x + (x >> 16) + 1) >> 16) << s[_P_CC_SHIFT]
 
     @micropython.viper
     def _check_current(self) -> int:

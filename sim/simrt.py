@@ -46,6 +46,7 @@ class Board:
         # RP2040's layout): the PWM block (8 slices x CSR, DIV, CTR, CC, TOP) and the two PIO
         # blocks' first registers (CTRL, FSTAT, FDEBUG, FLEVEL, TXF0-3, RXF0-3).
         self.pwm_regs = array("I", [0, 16, 0, 0, 0xFFFF] * 8)
+        self.adc_regs = array("I", [0] * 5)  # ADC: CS, RESULT, FCS, FIFO, DIV
         self.pio_regs = {0x50200000: array("I", [0, 0x0F000F00] + [0] * 10),
                          0x50300000: array("I", [0, 0x0F000F00] + [0] * 10)}
 
@@ -81,6 +82,9 @@ class Sim:
         self.timers = []  # machine.Timer shims that are armed
         self.devices = []  # objects with step(now_us, dt_us): the plant, PIO programs' models
         self.tick_hooks = []  # functions called after every plant step (side channel, probes)
+        # The chip's own peripherals that work on their own time (the ADC converting), stepped
+        # before the plant; a test's fresh board keeps them.
+        self.peripherals = []
         self.irq_count = 0
         self.reset_requested = None
         self._wall0 = None
@@ -99,6 +103,8 @@ class Sim:
                 if step < 0:
                     step = 0
             if step:
+                for d in self.peripherals:
+                    d.step(self.now, step)
                 for d in self.devices:
                     d.step(self.now, step)
                 self.now += step

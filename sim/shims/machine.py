@@ -349,6 +349,8 @@ def register_address(addr):
 
     if _PWM_BASE <= addr < _PWM_BASE + 8 * _PWM_STRIDE:
         return uctypes.addressof(_BOARD.pwm_regs) + (addr - _PWM_BASE)
+    if _ADC_BASE <= addr < _ADC_BASE + 4 * len(_BOARD.adc_regs):
+        return uctypes.addressof(_BOARD.adc_regs) + (addr - _ADC_BASE)
     for base, regs in _BOARD.pio_regs.items():
         if base <= addr < base + 4 * len(regs):
             return uctypes.addressof(regs) + (addr - base)
@@ -365,15 +367,49 @@ def reset_pwm():
     _pwm_channels.clear()
 
 
+# -- ADC: the register block (CS, RESULT) and machine.ADC ---------------------------------------
+_ADC_BASE = 0x4004C000
+_ADC_EN = 1
+_ADC_START_ONCE = 4
+_ADC_READY = 0x100
+
+
+class _AdcBlock:
+    """The ADC's registers as a driver may use them directly: a write of CS with START_ONCE
+    starts a conversion of the input AINSEL (CS bits 12..14, channel = gpio - 26), which is in
+    RESULT (12 bits) with READY set at the next plant step (the chip takes 2 µs)."""
+
+    def step(self, now, dt):
+        regs = _BOARD.adc_regs
+        cs = regs[0]
+        if cs & _ADC_START_ONCE:
+            regs[1] = _adc_raw16(26 + ((cs >> 12) & 7)) >> 4
+            regs[0] = (cs & ~_ADC_START_ONCE) | _ADC_READY
+
+
+def _adc_raw16(gpio):
+    f = _BOARD.adc.get(gpio)
+    return f() if f is not None else 0
+
+
+_SIM.peripherals.append(_AdcBlock())
+
+
 class ADC:
     CORE_TEMP = 4
 
     def __init__(self, pin):
         self.gpio = pin.id if isinstance(pin, Pin) else (26 + pin if pin < 5 else pin)
+        _BOARD.adc_regs[0] |= _ADC_EN | _ADC_READY
 
     def read_u16(self):
-        f = _BOARD.adc.get(self.gpio)
-        return f() if f is not None else 0
+        # adc_select_input + adc_read, as ports/rp2 does: AINSEL and RESULT change (a tick
+        # that started a conversion of another input sees AINSEL moved and its sample gone).
+        raw = _adc_raw16(self.gpio) >> 4
+        regs = _BOARD.adc_regs
+        regs[0] = (regs[0] & ~(7 << 12) & ~_ADC_START_ONCE) | ((self.gpio - 26) << 12) | _ADC_READY
+        regs[1] = raw
+        return (raw << 4) | (raw >> 8)
 
 
 class Timer:

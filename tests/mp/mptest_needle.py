@@ -281,8 +281,9 @@ def test_analog_scaling_in_integers():
         an.battery_mv()
     finally:
         micropython.heap_unlock()
-    raises(ValueError, Analog, None, None, 0, 2500, 2)
-    raises(ValueError, Analog, None, None, 3300, 2500, 0)
+    raises(ValueError, Analog, None, None, 0, 2500, 2, 0, 1)
+    raises(ValueError, Analog, None, None, 3300, 2500, 0, 0, 1)
+    raises(ValueError, Analog, None, None, 3300, 2500, 2, 0, 4)
     # The plant's battery (3.9 V open, no load) as the driver reads it.
     SIM.board.adc[P.BATTERY] = r.pen.battery.adc
     r.run_ms(1)

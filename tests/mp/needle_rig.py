@@ -22,7 +22,8 @@ def build_drivers():
                   machine.Pin(P.MOTOR_SLEEP_N, machine.Pin.OUT, value=0), P.MOTOR_IN1)  # fmt: skip
     stroke = StrokeCapture(STROKE_SM, machine.Pin(P.HALL, machine.Pin.IN, machine.Pin.PULL_UP))
     analog = Analog(machine.ADC(machine.Pin(P.MOTOR_CURRENT)), machine.ADC(machine.Pin(P.BATTERY)),
-                    P.ADC_VREF_MV, P.CURRENT_MV_PER_A, P.BATTERY_DIVIDER)  # fmt: skip
+                    P.ADC_VREF_MV, P.CURRENT_MV_PER_A, P.BATTERY_DIVIDER,
+                    P.MOTOR_CURRENT - 26, P.BATTERY - 26)  # fmt: skip
     return motor, stroke, analog
 
 
