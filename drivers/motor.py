@@ -50,6 +50,8 @@ class Motor:
         self._pwm.freq(f)
         self._pwm.duty_u16(0)
         self.cc_addr, self.cc_shift = regs.pwm_cc(in1_gpio)
+        # nSLEEP low, one C call: what a protection does first from inside the tick.
+        self.off = sleep_n.off
 
     def freq(self):
         return self._pwm.freq()

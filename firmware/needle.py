@@ -211,7 +211,10 @@ _P_HEAT_TRIP = const(93)  # low-passed I**2 above which the coil is too hot
 _P_FF_Q18 = const(94)  # FF_UV_PER_HZ as mV per mHz << 18
 _P_RUNAWAY_Q10 = const(95)  # RUNAWAY_PCT / 100 << 10
 _QPREV = const(96)  # the accepted period before _PERIOD (0 = none)
-_N = const(97)
+_P_SL_MIN_MA = const(97)
+_P_SL_PCT = const(98)
+_P_SL_MIN_MV = const(99)
+_N = const(100)
 _ADC_GO = const(5)  # ADC CS: EN | START_ONCE
 _ADC_READY = const(0x100)
 
@@ -326,6 +329,8 @@ class NeedleDrive:
         # PIO FIFO's get().
         s = self._s = array("i", bytes(4 * _N))
         self._get = stroke.get
+        self._off = motor.off  # nSLEEP low: the bridge's outputs off (a trip's first act)
+        self._ms = time.ticks_ms
         tick_us = _US_PER_S // tick_hz
         slot_mhz = self._slot_mhz
         slots = self._slot_count
@@ -386,6 +391,9 @@ class NeedleDrive:
         s[_P_HEAT_TRIP] = (1001 * lim + 999) // 1000  # heat > 1000 per mille
         s[_P_FF_Q18] = self._ff_q18()
         s[_P_RUNAWAY_Q10] = self.RUNAWAY_PCT * 1024 // 100
+        s[_P_SL_MIN_MA] = self.SENSOR_LOSS_MIN_MA
+        s[_P_SL_PCT] = self.SENSOR_LOSS_EMF_PCT
+        s[_P_SL_MIN_MV] = self.SENSOR_LOSS_EMF_MIN_MV
         s[_INTEG] = _BIAS
         s[_PI_OUT] = _BIAS
         s[_PI_SAT] = 1
@@ -510,33 +518,45 @@ class NeedleDrive:
         s[_FAULT_MS] = 0
         return True
 
-    # -- protections' slow paths (a trip happens once; these may take longer) ----------------
-    def _trip(self, code):
-        self.kill()
-        s = self._s
-        if not s[_FAULT]:
+    # -- protections (called from the tick: viper, allocation-free) ---------------------------
+    @micropython.viper
+    def _trip(self, code: int):
+        """Latch `code` and switch the bridge off at once: nSLEEP low, compare 0. (The motor
+        driver's own bookkeeping follows in the next stopped tick's coast().)"""
+        self._off()
+        s = ptr32(self._s)
+        cc = ptr32((s[_A_CC + 1] << 32) | s[_A_CC])
+        cc[0] = 0
+        s[_RUNNING] = 0
+        s[_STOPPING] = 0
+        s[_BRAKE_LEFT] = 0
+        s[_OC_JUDGE] = 0
+        s[_DUTY] = 0
+        if s[_FAULT] == 0:
             s[_FAULT] = code
-            s[_FAULT_MS] = time.ticks_ms()
+            s[_FAULT_MS] = int(self._ms())
 
+    @micropython.viper
     def _stalled(self):
         """No stroke for STALL_PERIODS of the last period (bounded), or no two strokes within
-        START_TIMEOUT_MS of a start: a blocked rotor, or a turning one the sensor misses."""
-        self._trip(faults.SENSOR_LOSS if self._turning() else faults.STALL)
-
-    def _turning(self):
-        """The back-EMF, V - I*R, says the rotor turns (so the missing strokes are the
-        sensor's fault, not the rotor's)."""
-        s = self._s
+        START_TIMEOUT_MS of a start: a blocked rotor, or a turning one the sensor misses. The
+        back-EMF, V - I*R, tells: above SENSOR_LOSS_EMF_PCT % of the expected one (and some
+        current flowing, the ADC not pegged) the rotor turns."""
+        s = ptr32(self._s)
         i_ma = s[_I_F]
-        if i_ma < self.SENSOR_LOSS_MIN_MA or i_ma >= s[_P_OC_PEG]:
-            return False  # no current: nothing to judge by; pegged ADC: a blocked rotor
-        v_mv = s[_DUTY] * s[_BATT] // _DUTY_FULL  # < 2**16 * 6600 < 2**30
-        emf = v_mv - i_ma * self.R_MOHM // 1000
-        period = s[_PERIOD]
-        floor = self._emf_mv(_BILLION // period) * self.SENSOR_LOSS_EMF_PCT // 100 if period else 0
-        if floor < self.SENSOR_LOSS_EMF_MIN_MV:
-            floor = self.SENSOR_LOSS_EMF_MIN_MV
-        return emf > floor
+        code = _F_STALL
+        if i_ma >= s[_P_SL_MIN_MA] and i_ma < s[_P_OC_PEG]:
+            v_mv = (s[_DUTY] * s[_BATT]) >> 16  # < 2**16 * 6600 < 2**30
+            emf = v_mv - i_ma * s[_P_R_MOHM] // 1000
+            period = s[_PERIOD]
+            floor = 0
+            if period:
+                floor = ((((_BILLION // period) >> 4) * s[_P_FF_Q18]) >> 14) * s[_P_SL_PCT] // 100
+            if floor < s[_P_SL_MIN_MV]:
+                floor = s[_P_SL_MIN_MV]
+            if emf > floor:
+                code = _F_SENSOR_LOSS
+        self._trip(code)
 
     def _emf_mv(self, r_mhz):
         # Q18 without a division, as the tick computes it; r_mhz >> 4 keeps the product small
