@@ -30,8 +30,10 @@ def micropython() -> str:
 
 
 def run_mp(*args: str) -> dict:
+    # 256K: the bench compiles the pen's sources in place, and compiling the viper tick needs
+    # more transient heap than the pen, which loads it as armv6m .mpy, ever does.
     res = subprocess.run(
-        [micropython(), "-X", "heapsize=190K", "bench/mp_stroke_loop.py", *args],
+        [micropython(), "-X", "heapsize=256K", "bench/mp_stroke_loop.py", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, MICROPYPATH=""),
     )  # fmt: skip

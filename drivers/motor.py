@@ -6,8 +6,8 @@ costs one register write and allocates nothing. The tick writes it directly (`cc
 slice's CC register, with `top1` = TOP + 1 counts per period: compare = duty_u16 * top1 /
 65535); `drive()` does the same through machine.PWM for callers outside the tick. The motor
 owns its PWM slice (hardware/pins.py): the tick writes the whole CC word, the other channel's
-half 0 (IN2 is a plain output, not a PWM pin). `coast()` is the safe state (nSLEEP low: outputs off, the winding open)
-and is callable from any context, including an IRQ.
+half 0 (IN2 is a plain output, not a PWM pin). `coast()` is the safe state (nSLEEP low:
+outputs off, the winding open) and is callable from any context, including an IRQ.
 
 Bridge truth table (forward-only pen):
   nSLEEP=0            -> outputs off, motor coasts         (safe state)

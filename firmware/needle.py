@@ -95,6 +95,13 @@ from micropython import const
 
 from firmware import faults
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # viper's pointer cast, for linters and type checkers
+    from typing import Any
+
+    def ptr32(x: Any) -> Any: ...
+
+
 _DUTY_FULL = const(65535)
 _MHZ = const(1000)
 _US_PER_S = const(1_000_000)

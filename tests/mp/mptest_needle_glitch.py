@@ -7,8 +7,9 @@ Tolerated (ND-18): any number of double edges as long as each stroke has at most
 edge; single missed pulses at 50..150 Hz with at least one good stroke between two of them.
 Two missed pulses in a row are a stall (STALL, fail safe)."""
 
-import pio_hall
 import random
+
+import pio_hall
 import rp2
 from mphelp import SIM, check, info
 from needle_rig import Rig, fresh_board
@@ -120,7 +121,7 @@ def test_mixed_field_faults_never_trip():
                 edge(t)
             _rate_ok(r, hz, "seed %d stroke %d" % (seed, k))
         check(r.drive.fault == faults.NONE and r.drive.running, "fault %d" % r.drive.fault)
-        info("seed %d: %d Hz, 600 strokes with double edges and missed pulses: no fault" % (seed, hz))
+        info("seed %d: %d Hz, 600 strokes, double edges, missed pulses: no fault" % (seed, hz))
         r.drive.kill()
 
 
