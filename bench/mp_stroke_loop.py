@@ -120,6 +120,9 @@ class _Fixed:
     def off(self):
         pass
 
+    def in2_on(self):
+        pass
+
     def drive(self, d):
         pass
 

@@ -50,8 +50,10 @@ class Motor:
         self._pwm.freq(f)
         self._pwm.duty_u16(0)
         self.cc_addr, self.cc_shift = regs.pwm_cc(in1_gpio)
-        # nSLEEP low, one C call: what a protection does first from inside the tick.
+        # Single C calls for the tick: nSLEEP low (a protection's first act), IN2 high (with
+        # the compare at TOP + 1 the brake; enable() and coast() put IN2 back low).
         self.off = sleep_n.off
+        self.in2_on = in2.on
 
     def freq(self):
         return self._pwm.freq()

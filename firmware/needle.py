@@ -337,6 +337,7 @@ class NeedleDrive:
         s = self._s = array("i", bytes(4 * _N))
         self._get = stroke.get
         self._off = motor.off  # nSLEEP low: the bridge's outputs off (a trip's first act)
+        self._in2_on = motor.in2_on  # IN2 high (with IN1 at full duty: brake)
         self._ms = time.ticks_ms
         tick_us = _US_PER_S // tick_hz
         slot_mhz = self._slot_mhz
@@ -539,7 +540,7 @@ class NeedleDrive:
         s[_BRAKE_LEFT] = 0
         s[_OC_JUDGE] = 0
         s[_DUTY] = 0
-        if s[_FAULT] == 0:
+        if code and s[_FAULT] == 0:  # (code 0: the end of a controlled stop)
             s[_FAULT] = code
             s[_FAULT_MS] = int(self._ms())
 
@@ -810,7 +811,10 @@ class NeedleDrive:
                     if sp < 0:
                         sp = 0
                 if sp <= s[_P_STOP_FLOOR] and brake_left == 0:
-                    self._motor.brake()
+                    # Brake: IN1 at full duty (compare = TOP + 1) and IN2 high.
+                    cc = ptr32((s[_A_CC + 1] << 32) | s[_A_CC])
+                    cc[0] = s[_P_TOP1] << s[_P_CC_SHIFT]
+                    self._in2_on()
                     s[_DUTY] = 0
                     brake_left = s[_P_BRAKE]
                     s[_BRAKE_LEFT] = brake_left
@@ -866,7 +870,7 @@ class NeedleDrive:
             brake_left -= 1
             s[_BRAKE_LEFT] = brake_left
             if brake_left == 0:
-                self.kill()  # end of a controlled stop
+                self._trip(0)  # end of a controlled stop: outputs off, no fault
             return
         # The command in mV: feed-forward of the set point + I*R + PI; then the duty.
         v_ir = (i_f * s[_P_IR_Q10]) >> 10

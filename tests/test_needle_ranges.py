@@ -186,6 +186,9 @@ class Hw:
     def off(self):
         self.sleep = 0
 
+    def in2_on(self):
+        self.in2 = 1
+
     def brake(self):
         self.enabled = True
 
