@@ -530,7 +530,7 @@ class NeedleDrive:
     @micropython.viper
     def _trip(self, code: int):
         """Latch `code` and switch the bridge off at once: nSLEEP low, compare 0. (The motor
-        driver's own bookkeeping follows in the next stopped tick's coast().)"""
+        driver's `enabled` follows in the next stopped slot; kill() or enable() set the rest.)"""
         self._off()
         s = ptr32(self._s)
         cc = ptr32((s[_A_CC + 1] << 32) | s[_A_CC])
@@ -787,8 +787,14 @@ class NeedleDrive:
         if running == 0:
             s[_DUTY] = 0
             if ph == 2:
-                if self._motor.enabled:
-                    self._motor.coast()  # defence: nothing drives the motor unless running
+                m = self._motor
+                if m.enabled:
+                    # Defence: nothing drives the motor unless running (and after a trip, the
+                    # driver's own flag follows): nSLEEP low, compare 0, one C call.
+                    self._off()
+                    cc = ptr32((s[_A_CC + 1] << 32) | s[_A_CC])
+                    cc[0] = 0
+                    m.enabled = False
             return
         if s[_LOOP_LIMIT]:
             lq = s[_LOOP_QUIET] + 1
