@@ -21,8 +21,6 @@ instruction-level PIO emulator and checks exactly this arithmetic.
 import rp2
 from micropython import const
 
-from drivers import regs
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from rp2.asm_pio import (  # noqa: F401
@@ -79,6 +77,8 @@ class StrokeCapture:
     """sm_id: the PIO state machine (0..7) to claim; pin: machine.Pin of the hall input."""
 
     def __init__(self, sm_id, pin, limit_us=LIMIT_US):
+        from drivers import regs
+
         if not 1000 <= limit_us < (1 << 29):
             raise ValueError("limit_us out of range")
         self.limit_us = limit_us
