@@ -182,6 +182,8 @@ class PWM:
             obj = object.__new__(cls)
             obj.slice = key >> 1
             obj.channel = key & 1
+            obj._base = obj.slice * 5  # this slice's first word in the register file
+            obj._sh = 16 * obj.channel  # this channel's half of CC
             _pwm_channels[key] = obj
         return obj
 
@@ -210,21 +212,22 @@ class PWM:
         self._start()
 
     # -- what the registers say (the plant and the tests read these) ---------------------------
+    # (The plant reads these every plant step: kept to one register read each.)
     @property
     def top(self):
-        return _pwm_reg(self.slice, _TOP)
+        return _BOARD.pwm_regs[self._base + _TOP]
 
     @property
     def div16(self):
-        return _pwm_reg(self.slice, _DIV)
+        return _BOARD.pwm_regs[self._base + _DIV]
 
     @property
     def cc(self):
-        return (_pwm_reg(self.slice, _CC) >> (16 * self.channel)) & 0xFFFF
+        return (_BOARD.pwm_regs[self._base + _CC] >> self._sh) & 0xFFFF
 
     @property
     def enabled(self):
-        return bool(_pwm_reg(self.slice, _CSR) & 1)
+        return bool(_BOARD.pwm_regs[self._base] & 1)
 
     @property
     def duty_requested(self):
@@ -324,10 +327,12 @@ class PWM:
     def fraction_q16(self):
         """The output's high time as a fraction of the period, 0..65536 (what the plant sees).
         A stopped slice holds its output low here."""
-        csr = _pwm_reg(self.slice, _CSR)
+        regs = _BOARD.pwm_regs
+        b = self._base
+        csr = regs[b]
         if not csr & 1:
             return 0
-        f = self.cc * 65536 // (self.top + 1)
+        f = ((regs[b + _CC] >> self._sh) & 0xFFFF) * 65536 // (regs[b + _TOP] + 1)
         if f > 65536:
             f = 65536
         return 65536 - f if csr & (4 << self.channel) else f
