@@ -13,17 +13,17 @@ API (used by the state machine, the application, the protocol and telemetry):
                    always allowed). It is NOT called from the tick (it may allocate).
     machine.Timer(freq=1000, callback=drive.tick_cb, hard=True)   # the 1 kHz control tick
 
-    drive.start(target_hz) -> bool  soft start to target_hz (50..150); False (and nothing
+    drive.start(target_hz)          soft start to target_hz (50..150). Refused (and nothing
                                     changes) if a fault is latched, the interlock says no or
-                                    the rate is invalid. Never raises.
+                                    the rate is invalid: the depth axis's way of refusing.
     drive.stop()                    controlled stop: ramp down, brake, outputs off.
     drive.kill()                    immediate safe state: bridge outputs off (coast). Any
                                     context, allocation-free.
-    drive.set_target(hz)            new rate 50..150 (int); ValueError otherwise, nothing changed.
+    drive.set_target(hz)            new rate 50..150 (int); Refused otherwise, nothing changed.
     drive.tick() / tick_cb(timer)   the control tick; integer-only, allocation-free.
-    drive.clear_fault() -> bool     un-latch a fault once the needle stands (no stroke for
+    drive.clear_fault()             un-latch a fault once the needle stands (no stroke for
                                     STANDSTILL_MS) and the cause is gone (battery back, coil
-                                    cooled); False if not cleared.
+                                    cooled); Refused(FAULT_ACTIVE) if not cleared.
 
     Read-only status (ints; bools for the flags):
       running        the motor is under control (from start() until the outputs are off)
@@ -93,7 +93,9 @@ from array import array
 import micropython
 from micropython import const
 
+from firmware import errors as E
 from firmware import faults
+from firmware.errors import Refused
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # viper's pointer cast, for linters and type checkers
@@ -447,22 +449,23 @@ class NeedleDrive:
         self._s[_LOOP_QUIET] = 0
 
     def start(self, target_hz):
-        """Soft start to target_hz. False if refused (fault latched, interlock, bad rate,
-        battery already below its minimum: that latches BATTERY_LOW). Never raises."""
+        """Soft start to target_hz. Refused (fault latched, interlock, bad rate, battery
+        already below its minimum: that latches BATTERY_LOW, braking)."""
         s = self._s
         if s[_FAULT]:
-            return False
-        if type(target_hz) is not int or not self.MIN_HZ <= target_hz <= self.MAX_HZ:
-            return False
+            raise Refused(E.FAULT_ACTIVE)
+        self._check_hz(target_hz)
         if self._interlock is not None and not self._interlock():
-            return False
+            raise Refused(E.BUSY, "interlock: not armed, homed and still")
         if s[_BATT] < self.BATTERY_MIN_MV:
             self._trip(faults.BATTERY_LOW)
-            return False
+            raise Refused(E.FAULT_ACTIVE)
         if s[_RUNNING]:
             s[_TARGET_HZ] = target_hz
             s[_STOPPING] = 0  # a start during a stop resumes (unless already braking)
-            return not s[_BRAKE_LEFT]
+            if s[_BRAKE_LEFT]:
+                raise Refused(E.BUSY, "braking")
+            return
         s[_TARGET_HZ] = target_hz
         sp = max(self.START_HZ * _MHZ, s[_RATE])
         s[_SP] = sp
@@ -484,14 +487,17 @@ class NeedleDrive:
         self._motor.enable()
         if not s[_RUNNING]:
             self._motor.coast()  # a protection tripped in between: stay safe
-            return False
-        return True
+            raise Refused(E.FAULT_ACTIVE)
+
+    def _check_hz(self, hz):
+        if type(hz) is not int:
+            raise Refused(E.BAD_ARGUMENT, "stroke rate must be an integer in Hz")
+        if not self.MIN_HZ <= hz <= self.MAX_HZ:
+            raise Refused(E.OUT_OF_RANGE, "stroke rate must be %d..%d Hz" % (self.MIN_HZ,
+                                                                             self.MAX_HZ))
 
     def set_target(self, hz):
-        if type(hz) is not int:
-            raise ValueError("stroke rate must be an integer in Hz")
-        if not self.MIN_HZ <= hz <= self.MAX_HZ:
-            raise ValueError("stroke rate must be %d..%d Hz" % (self.MIN_HZ, self.MAX_HZ))
+        self._check_hz(hz)
         self._s[_TARGET_HZ] = hz
 
     def stop(self):
@@ -515,16 +521,15 @@ class NeedleDrive:
         s = self._s
         f = s[_FAULT]
         if not f:
-            return True
+            return
         if s[_RUNNING] or s[_SINCE] < self._standstill_us:
-            return False  # not while the needle still moves
+            raise Refused(E.FAULT_ACTIVE, "the needle still moves")
         if f == faults.BATTERY_LOW and s[_BATT] < self.BATTERY_MIN_MV:
-            return False
+            raise Refused(E.FAULT_ACTIVE, "battery still low")
         if f == faults.OVERHEAT and self.heat >= self.OVERHEAT_CLEAR_PERMILLE:
-            return False
+            raise Refused(E.FAULT_ACTIVE, "coil still hot")
         s[_FAULT] = faults.NONE
         s[_FAULT_MS] = 0
-        return True
 
     # -- protections (called from the tick: viper, allocation-free) ---------------------------
     @micropython.viper
