@@ -267,6 +267,7 @@ def _session(rig, out):
         await r.until(lambda: not r.app.depth.busy, 2000, "depth")
         r.ok("arm")
         r.ok("cartridge new")
+        await r.position_checked()
         r.hw.motor.load = 0.8
         r.ok("telemetry on 200")
         r.ok("run 100")

@@ -60,8 +60,7 @@ def main() -> int:
             link.call("depth 1.00")
             link.call("arm")
             link.call("cartridge new")
-            wait(link, lambda s: s["depth_mm"] is not None
-                 and abs(s["depth_mm"] - s["target_depth_mm"]) <= 0.002)  # fmt: skip
+            wait(link, lambda s: s["depth_settled"])  # its position checked (SF-13)
             link.call("run 100")
             ctl_command(port, "load 0.8")
             logger = lg.TelemetryLogger(link, db, rate_hz=args.rate)

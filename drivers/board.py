@@ -16,7 +16,7 @@ from drivers.serial_link import SerialLink
 STROKE_SM = 0
 STEPPER_SM = 4
 SESSIONS_FILE = "sessions.log"
-SAFE_MODE = False  # set by boot.py when START is held at power-up; main.py then returns
+SAFE_MODE = False  # service mode (boot.py: START held at power-up, or a confirmed request)
 
 
 def safe_outputs():
@@ -25,6 +25,11 @@ def safe_outputs():
     machine.Pin(P.MOTOR_SLEEP_N, machine.Pin.OUT, value=0)
     machine.Pin(P.STEP_EN_N, machine.Pin.OUT, value=1)
     machine.Pin(P.BUZZER, machine.Pin.OUT, value=0)
+
+
+def reset():
+    """Restart the pen (a soft reset: boot.py runs again)."""
+    machine.reset()
 
 
 def buttons_held():
@@ -76,6 +81,15 @@ class Board:
                                   Pin(P.DIR, Pin.OUT, value=0),
                                   Pin(P.STEP_EN_N, Pin.OUT, value=1))  # fmt: skip
         self.endstop = Endstop(Pin(P.ENDSTOP_N, Pin.IN, Pin.PULL_UP))
+        # The stepper driver's UART (single wire): StallGuard during moves.
+        self.tmc = None
+        try:
+            from drivers.tmc2209 import TMC2209
+
+            self.tmc = TMC2209(machine.UART(P.TMC_UART_ID, 115200, tx=Pin(P.TMC_TX),
+                                            rx=Pin(P.TMC_RX)))  # fmt: skip
+        except (ImportError, ValueError, OSError):
+            pass
         # User interface.
         self.buttons = _buttons(Buttons)
         self.buzzer = Buzzer(machine.PWM(Pin(P.BUZZER), freq=2000, duty_u16=0))
@@ -97,6 +111,11 @@ class Board:
     def soft_timer(self, period_ms, callback):
         return machine.Timer(-1, mode=machine.Timer.PERIODIC, period=period_ms,
                              callback=callback, hard=False)  # fmt: skip
+
+    def reset(self):
+        """Restart the pen, after putting the hardware in its safe state."""
+        self.safe()
+        machine.reset()
 
     def safe(self):
         """Hardware safe state from any context: needle bridge off, stepper off, buzzer off."""

@@ -5,13 +5,25 @@ Writes: only when the port can take data now (select.POLLOUT); otherwise the cal
 `write()` drops the data and counts it (telemetry: it carries sequence numbers, and a ring buffer
 on the pen lets the host fetch what it missed), `writable()` lets a caller wait (replies).
 
-Ctrl-C (0x03) raises KeyboardInterrupt, as MicroPython's USB CDC does with kbd_intr: the app
-stops the needle and lets it through, so mpremote can always reach the REPL.
+The keyboard interrupt: MicroPython's USB CDC raises KeyboardInterrupt when the interrupt
+character (0x03, Ctrl-C, by default) arrives. `kbd_intr(ch)` sets it, as
+`micropython.kbd_intr(ch)` does (and calls it on the pen); the application turns it off
+(`kbd_intr(-1)`, SF-07), so every byte is data. The virtual pen's stdin has no CDC interrupt:
+`read_into` raises KeyboardInterrupt itself for the interrupt character, modelling it.
 """
 
 import select
 
 _CTRL_C = 3
+
+
+def _set_kbd_intr(ch):
+    try:
+        import micropython
+
+        micropython.kbd_intr(ch)
+    except (ImportError, AttributeError):
+        pass
 
 
 class SerialLink:
@@ -24,6 +36,12 @@ class SerialLink:
         self._pout.register(stream_out, select.POLLOUT)
         self._b1 = bytearray(1)
         self.dropped = 0
+        self.intr = _CTRL_C  # MicroPython's default until the application turns it off
+
+    def kbd_intr(self, ch):
+        """The byte that raises KeyboardInterrupt (-1: none), as micropython.kbd_intr."""
+        self.intr = ch
+        _set_kbd_intr(ch)
 
     def read_into(self, buf, limit=None):
         """Copy up to `limit` (default len(buf)) ready bytes into the preallocated `buf` from
@@ -35,7 +53,7 @@ class SerialLink:
         while n < limit and self._pin.poll(0):
             if not self._in.readinto(b1):
                 break
-            if b1[0] == _CTRL_C:
+            if b1[0] == self.intr:
                 raise KeyboardInterrupt
             buf[n] = b1[0]
             n += 1

@@ -3,8 +3,9 @@ UI, display, buzzer, depth axis, state machine, supervisor). Timing-critical wor
 it is in hardware (PWM, PIO) and the 1 kHz control tick on a hard timer.
 
 Liveness: every task checks in with the supervisor, which feeds the hardware watchdog only
-while all of them do. On leaving (Ctrl-C, or any exception) the hardware goes to the safe state
-in a `finally`; KeyboardInterrupt is never swallowed, so mpremote can reach the REPL.
+while all of them do. The keyboard interrupt is off while the application runs (every byte on
+the port is protocol input, SF-07); on leaving (any exception) the hardware goes to the safe
+state in a `finally`, and main.py restarts the pen (the REPL only in service mode, SF-08).
 """
 
 import asyncio
@@ -19,8 +20,10 @@ from firmware.link import SerialService
 from firmware.needle import NeedleDrive
 from firmware.pen import ARMED, Pen
 from firmware.protocol import Protocol
+from firmware.service import ServiceRequest
 from firmware.sessions import RecordLog, Sessions
 from firmware.settings import Settings
+from firmware.stallguard import StallWatch
 from firmware.store import Store
 from firmware.supervisor import Supervisor
 from firmware.telemetry import Telemetry
@@ -43,15 +46,19 @@ class App:
         self.settings = Settings(Store(motor_running=lambda: self.needle.running))
         self.boot_fault = self.settings.load()
         s = self.settings
+        tmc = getattr(board, "tmc", None)
         self.depth = DepthAxis(board.stepper, board.endstop, calib=s.get("calib"),
-                               limit_um=s.get("depth_limit"))  # fmt: skip
+                               limit_um=s.get("depth_limit"),
+                               stall=StallWatch(tmc) if tmc is not None else None)  # fmt: skip
         self.sessions = Sessions(RecordLog(board.sessions_path))
         self.pen = Pen(self.needle, self.depth, s, self.sessions)
-        self.auth = Auth()
+        self.auth = Auth(store=Store("auth.dat", motor_running=lambda: self.needle.running))
         self.ui = UI(self.pen, board.buttons.read, board.buzzer)
         self.display = None
         if board.display is not None:
             self.display = Display(board.display, self.pen, self.ui)
+        self.service = ServiceRequest(self.pen, board.buttons.read, self._service_reset,
+                                      self.ui.message)  # fmt: skip
         self.supervisor = Supervisor(board.watchdog, on_hang=self._on_hang)
         self.protocol = Protocol(self)
         self.link = SerialService(self, board.serial)
@@ -84,6 +91,13 @@ class App:
         except Exception:  # noqa: BLE001 -- the reset comes anyway; the motor is already off
             pass
 
+    def _service_reset(self):
+        """A confirmed `service reboot`: safe state, then the reset into service mode."""
+        self.needle.kill()
+        reset = getattr(self.board, "reset", None)
+        if reset is not None:
+            reset()
+
     # -- tasks ----------------------------------------------------------------------------
     async def _pen_task(self, checkin):
         pen = self.pen
@@ -92,6 +106,7 @@ class App:
         while True:
             needle.loop_alive()
             pen.poll()
+            self.service.poll()
             checkin()
             await asyncio.sleep_ms(self.pen_poll_ms)
 
@@ -104,6 +119,10 @@ class App:
 
     async def main(self):
         sup = self.supervisor
+        # SF-07: every byte on the port is protocol input (no KeyboardInterrupt from Ctrl-C).
+        kbd_intr = getattr(self.board.serial, "kbd_intr", None)
+        if kbd_intr is not None:
+            kbd_intr(-1)
         self._timer = self.board.control_timer(TICK_HZ, self.needle.tick_cb)
         fault = F.WATCHDOG if self.board.watchdog_reset else self.boot_fault
         self.pen.start(fault)

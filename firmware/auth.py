@@ -11,8 +11,16 @@ The secret is 32 bytes, kept as 64 hex digits in its own file (SECRET_FILE) and 
 once (`provision`, refused when the file exists). Each challenge is random, valid for one
 answer and CHALLENGE_MS; a new `unlock` replaces it, so an old response (a replay) fails.
 Failed answers are rate-limited: after the n-th failure in a row the next attempt waits
-min(2**(n-1), 60) s (errors.RATE_LIMITED). The unlock lasts UNLOCK_MS, ends with `lock`, and
+min(2**(n-1), 60) s (errors.RATE_LIMITED). The count of failures survives a reboot and a power
+cut (SF-09): with a `store` (firmware/store.py, the settings' atomic write-and-rename) every
+failure is written before the answer is given, and a boot with failures on record starts
+their whole wait again, so rebooting never shortens it. An answer while the needle runs is
+refused (flash writes only while stopped). The unlock lasts UNLOCK_MS, ends with `lock`, and
 never survives a reboot (it is kept only in RAM).
+
+The secret is never printed, logged or sent (no command returns it; `provision` answers
+without it), and while the application runs the only way to its file is the REPL, which needs
+service mode (firmware/service.py, SF-10).
 
 The virtual pen's test secret (provisioned by sim/vpen.py when the flash has no key): the 32
 ASCII bytes `virtual-pen-test-secret-not-real`; documented in docs/protocol.md. Never on a pen.
@@ -67,7 +75,7 @@ def _is_hex(s, n):
 
 
 class Auth:
-    def __init__(self, path=SECRET_FILE, clock=None, unlock_ms=UNLOCK_MS):
+    def __init__(self, path=SECRET_FILE, clock=None, unlock_ms=UNLOCK_MS, store=None):
         self.path = path
         self._ms = clock or time.ticks_ms
         self.unlock_ms = unlock_ms
@@ -77,6 +85,27 @@ class Auth:
         self._until = None  # ticks_ms when the unlock ends
         self.failures = 0
         self._hold_until = None
+        self._store = store
+        if store is not None:
+            payload, status = store.load()
+            if status == "ok":
+                try:
+                    self.failures = int(payload.decode())
+                except ValueError:
+                    self.failures = 7  # unreadable: assume the longest wait
+            elif status != "empty":
+                self.failures = 7
+            if self.failures:
+                self._hold_until = time.ticks_add(self._ms(), self._wait_ms())
+
+    def _wait_ms(self):
+        n = self.failures - 1
+        return min(1000 << (n if n < 6 else 6), _BACKOFF_MAX_MS)
+
+    def _persist(self):
+        """Store the failure count (raises Refused when it cannot be written)."""
+        if self._store is not None:
+            self._store.save(("%d" % self.failures).encode())
 
     def _read_key(self):
         try:
@@ -135,6 +164,9 @@ class Auth:
     def respond(self, response_hex):
         """Check the answer to the current challenge; unlock, or raise Refused. The challenge
         is used up either way."""
+        if self._store is not None and self._store.motor_running is not None \
+                and self._store.motor_running():  # fmt: skip
+            raise Refused(E.MOTOR_RUNNING, "unlock only while the needle is stopped")
         ch = self._challenge
         self._challenge = None
         left = self._held()
@@ -150,13 +182,14 @@ class Auth:
             ok = _same(unhexlify(response_hex), expect)
         if not ok:
             self.failures += 1
-            n = self.failures - 1
-            wait = 1000 << (n if n < 6 else 6)
-            self._hold_until = time.ticks_add(self._ms(), min(wait, _BACKOFF_MAX_MS))
+            self._hold_until = time.ticks_add(self._ms(), self._wait_ms())
+            self._persist()  # before the answer: a power cut now cannot forget the failure
             if ch is None:
                 raise Refused(E.AUTH_FAILED, "no challenge pending: send `unlock` first")
             raise Refused(E.AUTH_FAILED, "wrong response")
-        self.failures = 0
+        if self.failures:
+            self.failures = 0
+            self._persist()
         self._until = time.ticks_add(self._ms(), self.unlock_ms)
 
     def unlocked(self):

@@ -8,10 +8,33 @@ are always interpolated.
 
 Serialised form (settings, protocol `calib get/set`): a flat list of ints
     [steps0, um0, steps1, um1, ...]     e.g. [0, -100, 1440, 3680]
-validated when loaded: 2..MAX_POINTS points, both columns strictly increasing, values within
-bounds, and every segment's slope a plausible lead-screw pitch (MIN_UM_PER_KSTEP ..
-MAX_UM_PER_KSTEP µm per 1000 steps), so a mistyped or corrupted table is refused rather than
-turned into a wrong depth.
+validated when loaded (`CalibrationTable(flat)`) against the axis's mechanics, so a mistyped,
+corrupted or hostile table is refused with the reason rather than turned into a wrong depth
+(SF-04):
+  - 2..MAX_POINTS points, both columns strictly increasing, values within bounds;
+  - every segment's slope within SEG_TOL_PCT of the nominal lead per microstep, and the whole
+    table's (first to last point) within TOTAL_TOL_PCT of it;
+  - the offset (the protrusion at step 0, where homing puts the switch) within
+    OFFSET_MIN_UM .. OFFSET_MAX_UM.
+and, for a given depth limit and the axis's travel (`check_reach()`, SF-05): 0 .. the limit
+lies within the measured points, 0 µm (the retract depth) is at or beyond the closest step a
+move goes to (MIN_STEPS) and the limit's step within the mechanical travel (TRAVEL_STEPS).
+The host runs the same functions before `pen calibrate` sends a table; the pen runs them when
+one arrives (`calib set`, `set calib`, the stored settings at boot) and when the limit changes.
+
+Why these tolerances (the design's figures, not a measured pen's):
+  - nominal lead per microstep: 20 full steps/rev x 8 microsteps, 0.4 mm lead = 2.5 µm;
+  - the rolled lead screw's lead tolerance is +-5 % (cumulative pitch error over the travel), the
+    dial gauge reads to +-2 µm: the whole table's slope must be within TOTAL_TOL_PCT = 6 %;
+  - a segment adds the stop linkage's bow (at most 0.05 mm over the 3.6 mm travel: a local slope
+    change up to 4 x 0.05 / 3.6 = 5.6 %) and the gauge's +-2 µm at both ends of a segment of at
+    least 0.1 mm (4 %): SEG_TOL_PCT = 15 % (5 + 5.6 + 4, rounded up). A 2.5x scale error, a
+    swapped column or a table typed for another screw is far outside either.
+  - backlash (up to 0.05 mm) does not change the slope: every move ends travelling outwards, so
+    the table is measured and used with the play taken up the same way. It shifts the offset,
+    which also carries the switch's position tolerance (+-0.2 mm) and the cartridge seat's
+    (+-0.1 mm) around the nominal -0.125 mm: OFFSET_MIN_UM = -450; a pen whose needle protrudes
+    at the home switch is broken, so OFFSET_MAX_UM = 0.
 
 Integer maths only; rounding is to the nearest step / µm, except `steps_at_most()`, which
 rounds towards the retracted side (used for the depth limit, so it is never exceeded by
@@ -27,6 +50,15 @@ _STEPS_MAX = const(8000)
 _UM_MIN = const(-2000)
 _UM_MAX = const(6000)
 
+# The axis's mechanics (design values; firmware/depth.py's DepthAxis uses the same).
+NOMINAL_UM_PER_KSTEP = const(2500)  # 2.5 µm per microstep
+SEG_TOL_PCT = const(15)
+TOTAL_TOL_PCT = const(6)
+OFFSET_MIN_UM = const(-450)
+OFFSET_MAX_UM = const(0)
+TRAVEL_STEPS = const(1440)  # mechanical travel past the switch (3.6 mm nominal)
+MIN_STEPS = const(16)  # the closest to the switch a move goes
+
 
 def _div_round(a, b):
     """a / b rounded to the nearest int (b > 0), half away from -inf; a may be negative."""
@@ -36,8 +68,11 @@ def _div_round(a, b):
 class CalibrationTable:
     MIN_POINTS = 2
     MAX_POINTS = 32
-    MIN_UM_PER_KSTEP = 1000  # 1 µm/step: far below any plausible lead (nominal 2.5)
-    MAX_UM_PER_KSTEP = 5000  # 5 µm/step
+    # every segment's slope, µm per 1000 steps (nominal 2500 +- SEG_TOL_PCT)
+    MIN_UM_PER_KSTEP = NOMINAL_UM_PER_KSTEP * (100 - SEG_TOL_PCT) // 100
+    MAX_UM_PER_KSTEP = NOMINAL_UM_PER_KSTEP * (100 + SEG_TOL_PCT) // 100
+    MIN_TOTAL_UM_PER_KSTEP = NOMINAL_UM_PER_KSTEP * (100 - TOTAL_TOL_PCT) // 100
+    MAX_TOTAL_UM_PER_KSTEP = NOMINAL_UM_PER_KSTEP * (100 + TOTAL_TOL_PCT) // 100
     # The uncalibrated pen's table. Design: 2.5 µm per microstep, switch 0.125 mm behind flush.
     # It assumes the worst lead within tolerance (+5 %) and the shallowest switch position, so
     # an uncalibrated pen errs towards less protrusion than commanded, never more.
@@ -111,8 +146,35 @@ class CalibrationTable:
                 raise Refused(OUT_OF_RANGE, "calibration not strictly increasing")
             # slope in µm per 1000 steps, compared without division
             if not cls.MIN_UM_PER_KSTEP * ds <= 1000 * du <= cls.MAX_UM_PER_KSTEP * ds:
-                raise Refused(OUT_OF_RANGE, "calibration slope implausible")
+                raise Refused(OUT_OF_RANGE, "calibration slope %d..%d um/1000 steps: %d" % (
+                    cls.MIN_UM_PER_KSTEP, cls.MAX_UM_PER_KSTEP, 1000 * du // ds))  # fmt: skip
+        ds = s[-1] - s[0]
+        du = u[-1] - u[0]
+        lo = cls.MIN_TOTAL_UM_PER_KSTEP
+        hi = cls.MAX_TOTAL_UM_PER_KSTEP
+        if not lo * ds <= 1000 * du <= hi * ds:
+            raise Refused(OUT_OF_RANGE, "calibration lead %d..%d um/1000 steps: %d" % (
+                lo, hi, 1000 * du // ds))  # fmt: skip
+        # the offset: the protrusion at step 0, extrapolated from the first segment
+        off = u[0] + _div_round((0 - s[0]) * (u[1] - u[0]), s[1] - s[0])
+        if not OFFSET_MIN_UM <= off <= OFFSET_MAX_UM:
+            raise Refused(OUT_OF_RANGE, "calibration offset %d..%d um at step 0: %d" % (
+                OFFSET_MIN_UM, OFFSET_MAX_UM, off))  # fmt: skip
         return tuple(s), tuple(u)
+
+    def check_reach(self, limit_um, travel_steps=TRAVEL_STEPS, min_steps=MIN_STEPS):
+        """Refused (with the reason) unless 0 .. limit_um can be set within the mechanics: the
+        range lies within the measured points, the retract depth (0 µm) is not closer to the
+        switch than min_steps, and the limit's step is within travel_steps."""
+        if not self.covers(0, limit_um):
+            raise Refused(OUT_OF_RANGE, "calibration does not cover 0..%d um" % limit_um)
+        if self.um_for_steps(min_steps) > 0:
+            raise Refused(OUT_OF_RANGE, "calibration: 0 um is closer to the switch than %d steps"
+                          % min_steps)  # fmt: skip
+        hi = self.steps_at_most(limit_um)
+        if hi > travel_steps:
+            raise Refused(OUT_OF_RANGE, "limit %d um is step %d, beyond the travel (%d steps)" % (
+                limit_um, hi, travel_steps))  # fmt: skip
 
     # -- conversion --------------------------------------------------------------------
     @property
@@ -122,6 +184,10 @@ class CalibrationTable:
     @property
     def max_um(self):
         return self._u[-1]
+
+    def offset_um(self):
+        """The protrusion at step 0 (the home switch's point)."""
+        return self.um_for_steps(0)
 
     def covers(self, lo_um, hi_um):
         """True when lo_um..hi_um lies within the measured points (no extrapolation)."""
@@ -152,3 +218,11 @@ class CalibrationTable:
         s, u = self._s, self._u
         i = self._seg(s, steps)
         return u[i] + _div_round((steps - s[i]) * (u[i + 1] - u[i]), s[i + 1] - s[i])
+
+
+def check_table(flat, limit_um, travel_steps=TRAVEL_STEPS, min_steps=MIN_STEPS):
+    """The whole check of a table for an axis with this limit (pure: the pen and the host both
+    call it). Returns the CalibrationTable; raises Refused with the reason."""
+    t = flat if isinstance(flat, CalibrationTable) else CalibrationTable(flat)
+    t.check_reach(limit_um, travel_steps, min_steps)
+    return t

@@ -97,10 +97,12 @@ class DepthAxis:
     # (HOME_NOT_FOUND while homing: it is the travel timeout then)
     MOVE_MARGIN_MS = 200
     POLL_MS = 2
+    SG_FAST_US = 250  # StallGuard judged while steps come at least this often (4000 steps/s)
 
-    def __init__(self, stepper, endstop, calib=None, limit_um=3000, on_fault=None):
+    def __init__(self, stepper, endstop, calib=None, limit_um=3000, on_fault=None, stall=None):
         self._st = stepper
         self._es = endstop
+        self._sg = stall  # firmware.stallguard.StallWatch, or None (SF-13)
         self._pl = TrapezoidPlanner()
         self.on_fault = on_fault
         self.fault = faults.NONE
@@ -127,6 +129,8 @@ class DepthAxis:
         self._was_busy = False
         self._leg_deadline = 0
         self._homing = Homing(self, endstop)
+        # the stop moved since homing last found the switch (SF-13: checked before a session)
+        self.moved_since_check = False
         if calib is not None:
             self.load_calibration(calib)
 
@@ -160,6 +164,15 @@ class DepthAxis:
         return self.homed and not self.homing and self.fault == 0 and self._phase in (
             _IDLE, _MOVE)  # fmt: skip
 
+    def at_target(self):
+        """The stop is still, its position known, and on the step of its target depth: not
+        a move in progress, nor one cut short (clamped at the travel's end), nor a re-home's
+        return still to come (SF-06)."""
+        if self.busy or not self.homed or not self._pos_known or self.fault:
+            return False
+        want = self.calib.steps_for_um(self.target_um)
+        return want == self._clamp(want) and self._st.position == want
+
     def max_steps(self, limit_um=None):
         """The deepest step any move may reach: the depth limit (or `limit_um`) through the
         calibration, rounded inwards, and never past the mechanical travel."""
@@ -192,6 +205,10 @@ class DepthAxis:
         _check_int(um)
         if um < 0 or um > self.limit_um:
             raise Refused(OUT_OF_RANGE, "depth outside 0..limit")
+        if self.homing and self._homing.checking and not self.fault:
+            # a re-home that checks the position (SF-13) ends by going to the target
+            self.target_um = um
+            return
         self._may_move()
         self.target_um = um
         self._request(self.calib.steps_for_um(um))
@@ -217,8 +234,8 @@ class DepthAxis:
         _check_int(um)
         if not 0 <= um <= self.LIMIT_MAX_UM:
             raise Refused(OUT_OF_RANGE, "limit outside 0..%d um" % self.LIMIT_MAX_UM)
-        if not self.calib.covers(0, um):
-            raise Refused(OUT_OF_RANGE, "limit outside the calibrated range")
+        # within the calibrated range and the mechanical travel (SF-05)
+        self.calib.check_reach(um, self.TRAVEL_STEPS, self.MIN_STEPS)
         if um < self.limit_um and self.busy:
             new_max = self.max_steps(um)
             goal = self._pending if self._pending is not None else self._goal
@@ -235,8 +252,7 @@ class DepthAxis:
         if self.busy:
             raise Refused(BUSY)
         t = table if isinstance(table, CalibrationTable) else CalibrationTable(table)
-        if not t.covers(0, self.limit_um):
-            raise Refused(OUT_OF_RANGE, "calibration does not cover 0..limit")
+        t.check_reach(self.limit_um, self.TRAVEL_STEPS, self.MIN_STEPS)  # SF-04, SF-05
         self.calib = t
         if self.homed and not self.fault:
             self._go(t.steps_for_um(self.target_um))
@@ -245,8 +261,7 @@ class DepthAxis:
         """Boot path: an invalid stored table latches CALIBRATION_INVALID (nominal in use)."""
         try:
             t = table if isinstance(table, CalibrationTable) else CalibrationTable(table)
-            if not t.covers(0, self.limit_um):
-                raise ValueError
+            t.check_reach(self.limit_um, self.TRAVEL_STEPS, self.MIN_STEPS)
         except (Refused, ValueError, TypeError):
             self.trip(faults.CALIBRATION_INVALID)
             return False
@@ -256,6 +271,12 @@ class DepthAxis:
     def clear_fault(self):
         if self._phase in (_RETRACT_WAIT, _RETRACTING):
             raise Refused(BUSY, "retract still running")
+        es = self._es
+        stuck = self.fault == faults.ENDSTOP_STUCK
+        if stuck and es.closed and es.raw() and not self._at_inner_end:
+            # SF-12: retracted to the safe depth, away from the switch, it must read open; a
+            # clear now would only trip again (the pen says why instead)
+            raise Refused(FAULT_ACTIVE, "cause still present: the endstop reads closed")
         self.fault = faults.NONE
 
     async def run(self):
@@ -282,6 +303,12 @@ class DepthAxis:
                 self._move_done()
             if self._phase == _MOVE:
                 self._watch_switch(closed)
+            if self._phase == _MOVE and self._feeding and self._sg is not None:
+                pl = self._pl
+                if self._sg.poll(not pl.done and pl.interval <= self.SG_FAST_US):
+                    # StallGuard: the rotor slipped, steps are lost (SF-13)
+                    self._pos_known = False
+                    self._trip(faults.LOST_STEPS)
         elif ph == _IDLE:
             self._watch_switch(closed)
         elif ph >= _RETRACT_WAIT:
@@ -349,6 +376,7 @@ class DepthAxis:
         """Homing succeeded: the axis is homed and goes to its target."""
         self._phase = _IDLE
         self.homed = True
+        self.moved_since_check = False
         self._go(self.calib.steps_for_um(self.target_um))
 
     # -- fault and retract -------------------------------------------------------------
@@ -408,6 +436,8 @@ class DepthAxis:
 
     def _request(self, t):
         t = self._clamp(t)
+        if t != self._st.position:
+            self.moved_since_check = True
         if self._phase == _MOVE:
             self._pending = t if t != self._goal else None
         else:
@@ -473,6 +503,8 @@ class DepthAxis:
             self._leg_deadline = time.ticks_add(
                 time.ticks_ms(), self._pl.duration_us // 1000 + self.MOVE_MARGIN_MS)
             self._feeding = True
+            if self._sg is not None:
+                self._sg.start()
             st.enable(True)
             self._feed()
             return False

@@ -85,7 +85,7 @@ class Display:
             if d.busy and abs(pos - target) > 5:
                 depth = "DEPTH %s>%s" % (_mm(pos), _mm(target))
         else:
-            depth = "DEPTH --  " + _mm(target)
+            depth = "DEPTH --"  # position unknown: never the target in its place (SF-06)
         if st in (P.RUNNING, P.STOPPING):
             m = pen.needle.rate_mhz
             rate = "RATE %d.%d/%d" % (m // 1000, m % 1000 // 100, pen.targets.rate_hz)

@@ -21,6 +21,7 @@ CARTRIDGE_LIMIT = const(13)  # the cartridge reached its stroke limit
 CALIBRATION_INVALID = const(14)  # the calibration table failed validation
 INTERNAL = const(15)  # an unexpected exception in the firmware
 LOOP_HUNG = const(16)  # the event loop stopped turning while the needle ran (tick dead-man)
+DEPTH_POSITION = const(17)  # the stop is not at its depth's step while the needle runs
 
 # code -> (name, words for the display and the protocol)
 TABLE = {
@@ -41,6 +42,7 @@ TABLE = {
     CALIBRATION_INVALID: ("calibration_invalid", "depth calibration invalid"),
     INTERNAL: ("internal", "internal error"),
     LOOP_HUNG: ("loop_hung", "control loop hung"),
+    DEPTH_POSITION: ("depth_position", "depth stop not at its depth"),
 }
 
 

@@ -58,8 +58,10 @@ HELP = (
      'Clear a latched fault whose cause is gone.'),
     ('cartridge new',
      'Confirm a new cartridge (as holding plus+minus 1 s): {"cartridge": N}.'),
-    ('service enter | service exit',
-     'Service state for calibration (entering needs unlock).'),
+    ('service enter | service exit | service reboot',
+     'Service state for calibration (entering needs unlock). `service reboot` (needs '
+     'unlock; stopped): START held 2 s on the pen within 15 s restarts it in service '
+     'mode, the only way to the REPL (docs/protocol.md).'),
     ('move_steps N',
      'Service state only: a raw stepper move of N microsteps (calibration).'),
     ('telemetry on [HZ] | telemetry off | telemetry fetch SEQ [N] | telemetry',

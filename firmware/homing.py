@@ -59,6 +59,11 @@ class Homing:
         self._retries = 0
         self._deadline = 0
 
+    @property
+    def checking(self):
+        """This homing is a re-home that compares (the axis was homed when it began)."""
+        return self.active and self._check_lost
+
     def start(self, check_lost):
         self._check_lost = check_lost
         self.active = True

@@ -82,6 +82,7 @@ EV_CARTRIDGE = const(5)  # arg = 1 new, 2 warn, 3 limit (spent)
 EV_REFUSED = const(6)  # arg = error code
 
 _LOG_N = const(32)
+_FAULT_LOG_N = const(48)  # faults kept since boot (the newest; older ones counted, SF-11)
 
 
 class Pen:
@@ -102,6 +103,12 @@ class Pen:
         self._t_active = self._t_boot
         self._log = array("i", bytes(8 * _LOG_N))  # (t_ms, code << 16 | arg) pairs
         self._log_n = 0
+        # Every fault since boot (SF-11), apart from the event log, which wraps: the first one,
+        # the newest _FAULT_LOG_N, and how many between were dropped.
+        self._flog = array("i", bytes(8 * _FAULT_LOG_N))  # (t_ms, code) pairs
+        self._flog_n = 0
+        self.first_fault = None  # (t_ms, code)
+        self._verify_due = False  # SF-13: the stop's position is checked before a session
 
     def motor_running(self):
         """Whether the needle motor may be turning (no flash writes then)."""
@@ -124,9 +131,37 @@ class Pen:
             out.append((self._log[i], v >> 16, v & 0xFFFF))
         return out
 
+    def _log_fault(self, code):
+        t = time.ticks_diff(self._ms(), self._t_boot)
+        if self.first_fault is None:
+            self.first_fault = (t, code)
+        i = (self._flog_n % _FAULT_LOG_N) * 2
+        self._flog[i] = t
+        self._flog[i + 1] = code
+        self._flog_n += 1
+
+    @property
+    def faults_since_boot(self):
+        return self._flog_n
+
+    @property
+    def fault_log_dropped(self):
+        """Faults since boot no longer itemised in fault_log() (the first is always kept)."""
+        n = self._flog_n - _FAULT_LOG_N
+        return n - 1 if n > 0 else 0
+
     def fault_log(self):
-        """Faults seen since boot (newest last), as (t_ms, name)."""
-        return [(t, F.name(a)) for (t, c, a) in self.events() if c == EV_FAULT]
+        """Faults seen since boot (newest last), as (t_ms, name): the first one and the newest
+        _FAULT_LOG_N; `fault_log_dropped` says how many between are not itemised."""
+        n = self._flog_n
+        out = []
+        lo = n - _FAULT_LOG_N if n > _FAULT_LOG_N else 0
+        if lo > 0 and self.first_fault is not None:
+            out.append((self.first_fault[0], F.name(self.first_fault[1])))
+        for k in range(lo, n):
+            i = (k % _FAULT_LOG_N) * 2
+            out.append((self._flog[i], F.name(self._flog[i + 1])))
+        return out
 
     def emit(self, ev):
         for fn in self.listeners:
@@ -212,8 +247,8 @@ class Pen:
             return
         if s in (RUNNING, STOPPING):
             self.refuse(E.MOTOR_RUNNING)
-        if s in (BOOT, LOCKED, HOMING) or not self.depth.homed:
-            self.refuse(E.NOT_HOMED)
+        if s in (BOOT, LOCKED, HOMING) or not (self.depth.homed or self.depth.homing):
+            self.refuse(E.NOT_HOMED)  # (arming during the endstop check of SF-13 is fine)
         if s != READY:
             self.refuse(E.BUSY, "cannot arm in " + NAMES[s])
         self._goto(ARMED, "arm")
@@ -244,6 +279,8 @@ class Pen:
         self._check_not_fault()
         if s == STOPPING:
             self.refuse(E.BUSY, "stopping")
+        if s in (READY, ARMED) and (self._verify_due or self.depth.homing):
+            self.refuse(E.BUSY, "checking the depth stop's position")
         if not self.depth.homed or s in (BOOT, LOCKED, HOMING):
             self.refuse(E.NOT_HOMED)
         if s != ARMED:
@@ -252,6 +289,9 @@ class Pen:
             self.refuse(E.NO_CARTRIDGE)
         if self.depth.busy or self.depth.target_um != t.depth_um:
             self.refuse(E.BUSY, "depth stop moving")
+        if not self._depth_at_target():
+            # SF-06: a move cut short is not the depth set: never run there
+            self.refuse(E.BUSY, "depth stop not at its depth")
         if hz is not None:
             t.change("stroke_hz", hz, by)
         self.stop_reason = None
@@ -288,8 +328,10 @@ class Pen:
         s = self.state
         if s in (RUNNING, STOPPING):
             self.refuse(E.MOTOR_RUNNING, "stop the needle to change depth")
-        if s in (BOOT, LOCKED, HOMING) or not self.depth.homed:
+        if s in (BOOT, LOCKED, HOMING):
             self.refuse(E.NOT_HOMED)
+        if not self.depth.homed and not (s in (READY, ARMED) and self.depth.homing):
+            self.refuse(E.NOT_HOMED)  # (the endstop check of SF-13 takes a new target)
         if s == SERVICE:
             self.refuse(E.BUSY, "service state")
 
@@ -325,6 +367,12 @@ class Pen:
             self.refuse(E.BUSY, "service state")
         t = self.targets
         n = self.cart.new(t.depth_um, t.rate_hz)
+        if getattr(self.depth, "moved_since_check", False):
+            # SF-13: a new session: check the stop's position at the endstop (a re-home that
+            # compares) unless it has not moved since homing found the switch; at once when
+            # the stop is still (else when it is, from poll())
+            self._verify_due = True
+            self._start_verify()
         self.record(EV_CARTRIDGE, 1)
         self.emit({"event": "cartridge", "what": "new", "cartridge": n})
         t.override_at_start()
@@ -342,8 +390,10 @@ class Pen:
                 f = part.fault
                 try:
                     part.clear_fault()  # both refuse the same way: Refused
-                except Refused:
-                    self.refuse(E.FAULT_ACTIVE, "cause still present: " + F.text(f))
+                except Refused as e:
+                    # the part's own reason when it gives one (SF-12)
+                    why = e.message if e.code == E.FAULT_ACTIVE else ""
+                    self.refuse(E.FAULT_ACTIVE, why or "cause still present: " + F.text(f))
         if self.needle.running:
             self.needle.kill()
             self.refuse(E.FAULT_ACTIVE, "motor still driven")
@@ -398,9 +448,10 @@ class Pen:
         self.fault = code
         self.fault_at = self._ms()
         self.record(EV_FAULT, code)
+        self._log_fault(code)
         if was_running:
             self._pass_end()
-        self.cart.add_fault(F.name(code))
+        self.cart.add_fault(F.name(code))  # every fault, in the open session (SF-11)
         self.state, frm = FAULT, self.state
         self.record(EV_STATE, (frm << 8) | FAULT)
         self.emit({"event": "fault", "fault": F.name(code), "code": code,
@@ -448,6 +499,22 @@ class Pen:
         except Refused:
             pass
 
+    def _depth_at_target(self):
+        at = getattr(self.depth, "at_target", None)
+        return True if at is None else at()
+
+    def _start_verify(self):
+        """Start the due endstop check if the stop is still and homed; True if started."""
+        d = self.depth
+        if not self._verify_due or d.busy or not d.homed:
+            return False
+        try:
+            d.rehome_check()
+        except Refused:
+            return False
+        self._verify_due = False
+        return True
+
     # -- the periodic check ----------------------------------------------------------------
     def poll(self):
         n = self.needle
@@ -467,6 +534,10 @@ class Pen:
                 self._pass_end()
                 self._goto(STOPPING, "drive stopped")
                 s = STOPPING
+            elif not self._depth_at_target():
+                # SF-06: the stop left its depth's step while the needle runs
+                self._fault(F.DEPTH_POSITION, "stop not at its depth")
+                return
             else:
                 self._cartridge_check()
                 return
@@ -480,6 +551,9 @@ class Pen:
             return
         if n.running:
             n.kill()  # the motor never runs outside RUNNING / STOPPING
+        if self._verify_due and s in (READY, ARMED):
+            if self._start_verify():
+                return
         if s in (READY, ARMED) and not d.busy and d.target_um != self.targets.depth_um:
             # The stop is not where the target says (a retract after a fault, a move refused
             # while the axis was busy): bring it there, with the needle stopped.
@@ -526,6 +600,9 @@ class Pen:
             "armed": self.state in (ARMED, RUNNING, STOPPING),
             "depth_mm": None if pos is None else mm(pos),
             "target_depth_mm": mm(self.targets.depth_um),
+            # the stop still on its target's step, its position checked (SF-06, SF-13)
+            "depth_settled": not self._verify_due and self._depth_at_target()
+            and d.target_um == self.targets.depth_um,
             "measured_hz": round(n.rate_mhz / 1000, 1),
             "target_hz": self.targets.rate_hz,
             "duty": n.duty,

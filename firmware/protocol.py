@@ -191,6 +191,7 @@ class Protocol:
         for t, name in pen.fault_log():
             log.append({"t_ms": t, "fault": name})
         return json.dumps({"fault": st["fault"], "fault_code": st["fault_code"], "log": log,
+                           "dropped": pen.fault_log_dropped,
                            "settings": self.app.settings.load_status})  # fmt: skip
 
     # -- settings -----------------------------------------------------------------------------
@@ -355,8 +356,17 @@ class Protocol:
         return '{"cartridge": %d}' % self._pen().confirm_cartridge()
 
     def cmd_service(self, args):
-        """service enter | service exit
-        Service state for calibration (entering needs unlock)."""
+        """service enter | service exit | service reboot
+        Service state for calibration (entering needs unlock). `service reboot` (needs unlock;
+        stopped): START held 2 s on the pen within 15 s restarts it in service mode, the only
+        way to the REPL (docs/protocol.md)."""
+        if args == ["reboot"]:
+            if not self.unlocked():
+                raise Refused(E.LOCKED, "service mode needs unlock")
+            svc = getattr(self.app, "service", None)
+            if svc is None:
+                raise Refused(E.BUSY, "no service mode on this pen")
+            return json.dumps(svc.request())
         if args == ["enter"]:
             if not self.unlocked():
                 raise Refused(E.LOCKED, "service needs unlock")
@@ -365,7 +375,7 @@ class Protocol:
         if args == ["exit"]:
             self._pen().exit_service()
             return None
-        raise Refused(E.BAD_ARGUMENT, "usage: service enter | service exit")
+        raise Refused(E.BAD_ARGUMENT, "usage: service enter | service exit | service reboot")
 
     def cmd_move_steps(self, args):
         """move_steps N

@@ -259,6 +259,9 @@ class Sessions:
             return
         if len(cur["faults"]) < self.max_faults:
             cur["faults"].append({"code": name, "at_s": self._at_s(t_ms)})
+        else:
+            # SF-11: every fault is in the record: beyond max_faults counted, never dropped
+            cur["faults_not_itemised"] = cur.get("faults_not_itemised", 0) + 1
         self._dirty = True
 
     def add_override(self, from_um, to_um, by, preset, t_ms):

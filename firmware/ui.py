@@ -86,6 +86,7 @@ class UI:
         self._at_preset = False  # the last depth limit signalled was a preset's bound
         self.msg = None  # (line1, line2)
         self._msg_until = 0
+        self._waking = False  # the buttons of the gesture that woke the pen, until released
         pen.listeners.append(self._on_event)
 
     # -- feedback -------------------------------------------------------------------------
@@ -187,9 +188,13 @@ class UI:
 
     def _pressed(self, bits, now):
         pen = self.pen
-        if pen.state == P.SLEEP:
+        if pen.state == P.SLEEP or self._waking:
+            # any button while asleep: wake up only; the buttons pressed before all are
+            # released belong to that gesture too (UI-20)
             self._used |= self.held
-            self._do("wake", pen.wake)
+            if pen.state == P.SLEEP:
+                self._waking = True
+                self._do("wake", pen.wake)
             return
         if bits & START:
             self._start_t = now
@@ -206,6 +211,16 @@ class UI:
                 self._used |= START | PLUS | MINUS
                 self._do("preset", pen.targets.next_preset)
                 return  # plus/minus pressed in the same sample belong to this gesture
+            elif self.held & (PLUS | MINUS) and not bits & (PLUS | MINUS):
+                # UI-20: start pressed while plus or minus is already held is no gesture: it
+                # neither runs, arms, disarms, clears nor steps the rate (a run needs START
+                # pressed and released on its own), and the plus/minus press ends there (no
+                # further step, no repeat, no override) until every button is released.
+                self._used |= START | (self.held & (PLUS | MINUS))
+                self._pend = self._rep = self._ovr = 0
+                self._chord_t = None
+                self.message("ONE AT A TIME", "release + and -")
+                self.buzz("refused")
         for b in (PLUS, MINUS):
             if not bits & b:
                 continue
@@ -229,6 +244,8 @@ class UI:
                 self._pend_t = now
 
     def _released(self, bits, now):
+        if not self.held:
+            self._waking = False
         if bits & START:
             if not self._used & START:
                 if time.ticks_diff(now, self._start_t) < self.long_press_ms:

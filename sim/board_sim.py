@@ -19,6 +19,10 @@ class VirtualPen:
         self.battery = plant_motor.Battery(sim.board)
         self.motor = plant_motor.NeedleMotor(sim, self.battery)
         self.depth = plant_depth.DepthStop(sim)
+        import tmc2209_uart
+
+        self.tmc = tmc2209_uart.TMC2209Uart(sim, self.depth)  # the stepper driver's UART
+        sim.board.uart[P.TMC_UART_ID] = self.tmc
         self.buttons = plant_ui.Buttons(sim)
         self.display = plant_ui.SSD1306(height=32)
         sim.board.i2c[P.OLED_ADDR] = self.display

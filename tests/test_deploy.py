@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,8 @@ def expected_layout() -> set[str]:
     return out
 
 
-def test_deploy_to_empty_virtual_pen_then_nothing_to_copy(vpen_factory, tmp_path, capsys):
+def test_deploy_to_empty_virtual_pen_then_nothing_to_copy(vpen_factory, tmp_path, capsys,
+                                                          monkeypatch):  # fmt: skip
     """HT-10, HT-11, HT-12: onto an empty flash (the pen sits at its REPL):
     every file compiled for armv6m (boot.py/main.py as source) is copied, its SHA-256 verified
     on the pen, the pen reset and the handshake answered by the new files; a second deploy
@@ -71,18 +73,34 @@ def test_deploy_to_empty_virtual_pen_then_nothing_to_copy(vpen_factory, tmp_path
     assert rc == 0, err
     assert json.loads(out)["status"]["protocol_version"] == 1
 
+    # the application runs now: the second deploy goes through service mode (SF-08)
+    monkeypatch.setenv("PEN_SECRET", b"virtual-pen-test-secret-not-real".hex())
     rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--json")
     assert rc == 0, err
+    assert "hold START" in err
     again = json.loads(out)
     assert again["copy"] == [] and again["remove"] == [] and again["copied"] == 0
     assert again["verified"] == len(expected_layout())
     assert flash_files(flash) == on_flash
 
 
-def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys):
-    """HT-11: a flash holding the sources (.py, which MicroPython would import
+def _clear_and_wait(port):
+    from pen.link import open_link
+
+    with open_link(port) as link:
+        link.call("clear")
+        deadline = time.monotonic() + 20
+        while link.call("status")["state"] != "READY":  # homing again after the clear
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys, monkeypatch):
+    """HT-11, SF-08: a flash holding the sources (.py, which MicroPython would import
     before an .mpy), a module that no longer exists and an edited main.py: --dry-run lists the
-    changes and changes nothing; deploy removes the stale files and copies the rest."""
+    changes and changes nothing; deploy removes the stale files and copies the rest. The
+    application runs: without the secret deploy is refused (it says how to reach service
+    mode); with it, the pen is asked for service mode and START is held on the pen."""
     flash = tmp_path / "flash"
     for rel in paths.pen_source_files():
         (flash / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +110,14 @@ def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys):
     (flash / "settings.dat").write_bytes(b"data the pen keeps")  # not the app's: left alone
     pen = vpen_factory(flash=flash)
     before = flash_files(flash)
+    monkeypatch.delenv("PEN_SECRET", raising=False)
+    rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--dry-run")
+    assert rc == 1 and "service mode" in err and "START" in err, err
+    monkeypatch.setenv("PEN_SECRET", b"virtual-pen-test-secret-not-real".hex())
+    # the foreign settings.dat latched settings_corrupt: service mode is refused until cleared
+    rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--dry-run")
+    assert rc == 1 and "fault" in err, err
+    _clear_and_wait(pen.port)
 
     rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--dry-run")
     assert rc == 0, err
@@ -101,6 +127,7 @@ def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys):
     rc, out, err = run_pen(capsys, "--port", pen.port, "status", "--json")
     assert rc == 0, err  # the application the dry run interrupted runs again
 
+    _clear_and_wait(pen.port)  # the dry run restarted it: settings_corrupt again
     rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--json")
     assert rc == 0, err
     res = json.loads(out)

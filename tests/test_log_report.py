@@ -37,8 +37,7 @@ def start_needle(port: str, hz: int = 100, depth: float = 1.0) -> None:
         link.call(f"depth {depth:.2f}")
         link.call("arm")
         link.call("cartridge new")
-        wait(link, lambda s: s["depth_mm"] is not None
-             and abs(s["depth_mm"] - s["target_depth_mm"]) <= 0.002)  # fmt: skip
+        wait(link, lambda s: s["depth_settled"])  # moved, its position checked (SF-13)
         link.call(f"run {hz}")
         wait(link, lambda s: s["state"] == "RUNNING")
 

@@ -72,7 +72,19 @@ class VPen:
     def press(self, buttons: str, ms: int = 100, settle_ms: int = 150):
         """Press and release (virtual time), then let the UI see the release."""
         self.vp.ctl("press", buttons, "--hold-ms", str(ms))
-        time.sleep((ms + settle_ms) / 1000 / SPEED + 0.05)
+        self.virtual_sleep(ms + settle_ms)
+
+    def virtual_sleep(self, ms: int):
+        """Wait `ms` of the pen's own (virtual) time, however slowly the machine runs it."""
+
+        def now_us() -> int:
+            return int(dict(kv.split("=") for kv in self.vp.ctl("truth").split())["t_us"])
+
+        t0 = now_us()
+        deadline = time.monotonic() + 60
+        while now_us() < t0 + ms * 1000:
+            assert time.monotonic() < deadline, "the virtual pen's clock stands still"
+            time.sleep(0.02)
 
     def screen(self) -> list[str]:
         return json.loads(self.vp.ctl("screen"))["lines"]

@@ -92,11 +92,16 @@ def axis_constants() -> dict[str, int]:
     }
 
 
-def make_table(flat: list[int]):
-    """The firmware's CalibrationTable (validated exactly as the pen will)."""
+def make_table(flat: list[int], limit_um: int | None = None):
+    """The firmware's CalibrationTable, validated exactly as the pen will: against the axis's
+    mechanics and, with `limit_um`, for 0..limit within the travel (firmware.calib.check_table,
+    SF-04, SF-05), so a table the pen would refuse is never sent."""
     mod = _calib_mod()
     try:
-        return mod.CalibrationTable(list(flat))
+        if limit_um is None:
+            return mod.CalibrationTable(list(flat))
+        ax = axis_constants()
+        return mod.check_table(list(flat), limit_um, ax["travel_steps"], ax["min_steps"])
     except Exception as exc:  # firmware.errors.Refused
         msg = getattr(exc, "message", None) or str(exc)
         raise CalibrationRejected([f"the table is not valid for the pen: {msg}"]) from None
@@ -232,7 +237,7 @@ def fit_table(readings: list[tuple[int, float]], limit_um: int, cfg: Config) -> 
                 extended["high"] = s_new
     flat = [v for k in knots for v in k]
     if not problems:
-        make_table(flat)  # the firmware's own validation (raises CalibrationRejected)
+        make_table(flat, limit_um)  # the firmware's own checks (raises CalibrationRejected)
     res = [mm - _interp(flat, s) / 1000 for s, mm in readings] if flat else [0.0]
     rmax = max(abs(r) for r in res)
     rms = math.sqrt(sum(r * r for r in res) / len(res))

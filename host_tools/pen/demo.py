@@ -93,9 +93,9 @@ def run_session(port: str, out: Path, hz: int, depth: float, seconds: float, loa
         link.call(f"depth {depth:.2f}")
         link.call("arm")
         link.call("cartridge new")
-        wait_status(link, lambda s: s.get("depth_mm") is not None
-                    and abs(s["depth_mm"] - s["target_depth_mm"]) <= 0.002,
-                    "moving the depth stop")  # fmt: skip
+        # the depth stop moves to its depth, and its position is checked at the endstop
+        wait_status(link, lambda s: s.get("depth_settled"),
+                    "moving the depth stop, checking its position")  # fmt: skip
         logger = lg.TelemetryLogger(link, db, rate_hz=50, note="make demo")
         sid = logger.start()
         print(f"$ (link) run {hz}; after {seconds / 3:.1f} s: pen sim-ctl load {load}",

@@ -291,6 +291,12 @@ class AppRig:
 
         await asyncio.sleep_ms(ms)
 
+    async def position_checked(self):
+        """After a cartridge confirmation: the endstop check of the stop's position (SF-13)."""
+        ax = self.app.depth
+        await self.until(lambda: not ax.busy and ax.homed and not self.app.pen._verify_due,
+                         2000, "the stop's position checked")  # fmt: skip
+
     async def ready(self):
         """Boot -> homing -> READY."""
         await self.until(lambda: self.state() == "READY", 5000, "READY after boot")
@@ -303,6 +309,7 @@ class AppRig:
         await self.until(lambda: not ax.busy, 2000, "depth reached")
         self.ok("arm")
         self.ok("cartridge new")
+        await self.position_checked()
         self.hw.motor.load = load
         self.ok("run %d" % hz)
         await self.until(lambda: abs(self.true_hz() - hz) < 0.03 * hz, 1000, "rate reached")

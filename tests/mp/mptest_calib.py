@@ -6,7 +6,7 @@ from mphelp import check, raises
 from firmware.calib import CalibrationTable
 from firmware.errors import BAD_ARGUMENT, OUT_OF_RANGE, Refused
 
-T = [0, 0, 100, 250, 200, 600, 400, 1100]  # slopes 2.5, 3.5, 2.5 µm/step
+T = [0, -100, 100, 150, 200, 420, 400, 920]  # slopes 2.5, 2.7, 2.5 µm/step
 
 
 def test_nominal_table_is_valid_and_conservative():
@@ -27,22 +27,22 @@ def test_round_trip_through_the_serialised_list():
     t = CalibrationTable(T)
     flat = t.to_list()
     check(flat == T and CalibrationTable.from_list(flat) == t)
-    check(CalibrationTable.from_points([(0, 0), (100, 250), (200, 600), (400, 1100)]) == t)
-    check(len(t) == 4 and t.min_um == 0 and t.max_um == 1100)
+    check(CalibrationTable.from_points([(0, -100), (100, 150), (200, 420), (400, 920)]) == t)
+    check(len(t) == 4 and t.min_um == -100 and t.max_um == 920)
 
 
 def test_interpolation_both_ways():
     """DS-30: piecewise-linear interpolation, nearest step / µm; extrapolation from the end
     segments; steps_at_most() never rounds outwards."""
     t = CalibrationTable(T)
-    check(t.steps_for_um(125) == 50 and t.um_for_steps(50) == 125)
-    check(t.steps_for_um(425) == 150 and t.um_for_steps(150) == 425)
-    check(t.steps_for_um(1100) == 400 and t.um_for_steps(300) == 850)
-    check(t.steps_for_um(-25) == -10 and t.um_for_steps(500) == 1350)
-    check(t.steps_for_um(2) == 1 and t.steps_for_um(1) == 0)  # 2.5 µm per step: nearest
-    check(t.steps_at_most(2) == 0 and t.steps_at_most(3) == 1)
+    check(t.steps_for_um(25) == 50 and t.um_for_steps(50) == 25)
+    check(t.steps_for_um(285) == 150 and t.um_for_steps(150) == 285)
+    check(t.steps_for_um(920) == 400 and t.um_for_steps(300) == 670)
+    check(t.steps_for_um(-125) == -10 and t.um_for_steps(500) == 1170)
+    check(t.steps_for_um(-98) == 1 and t.steps_for_um(-99) == 0)  # 2.5 µm per step: nearest
+    check(t.steps_at_most(-98) == 0 and t.steps_at_most(-97) == 1)
     prev = -10**6
-    for um in range(-50, 1200, 7):
+    for um in range(-150, 1000, 7):
         s = t.steps_for_um(um)
         check(s >= prev, "not monotonic at %d um" % um)
         prev = s
@@ -52,9 +52,10 @@ def test_interpolation_both_ways():
 
 
 def test_invalid_tables_refused():
-    """DS-31: a table that is not a list of int pairs, has too few or too many points, is
-    not strictly increasing in both columns, has an implausible slope or values out of bounds
-    is refused with a clear error."""
+    """DS-31, SF-04: a table that is not a list of int pairs, has too few or too many points, is
+    not strictly increasing in both columns, has values out of bounds, or is inconsistent with
+    the axis's mechanics (a segment's slope or the whole table's lead beyond its tolerance, the
+    offset at step 0 beyond its bound) is refused with a clear error."""
     bad = [
         (None, BAD_ARGUMENT),
         (5, BAD_ARGUMENT),
@@ -71,6 +72,13 @@ def test_invalid_tables_refused():
         ([0, 0, 100, 900], OUT_OF_RANGE),  # 9 µm/step
         ([0, -3000, 1000, -500], OUT_OF_RANGE),  # um out of bounds
         ([-2000, 0, -1000, 2500], OUT_OF_RANGE),  # steps out of bounds
+        # SF-04: inconsistent with the mechanics (nominal 2.5 µm/step, offset -450..0 µm)
+        ([0, -100, 2700, 2600], OUT_OF_RANGE),  # 1.0 µm/step: a 2.5x scale error
+        ([0, -100, 1000, 1900], OUT_OF_RANGE),  # 2.0 µm/step: -20 %
+        ([0, -100, 500, 1300, 1000, 2700], OUT_OF_RANGE),  # segments +12 %, the whole +12 %
+        ([0, -100, 500, 1100, 600, 1450, 1000, 2300], OUT_OF_RANGE),  # one segment +40 %
+        ([0, -600, 1000, 1900], OUT_OF_RANGE),  # offset -0.6 mm
+        ([0, 50, 1000, 2550], OUT_OF_RANGE),  # protrudes at the switch
     ]
     for flat, code in bad:
         e = raises(Refused, CalibrationTable, flat)
@@ -80,8 +88,9 @@ def test_invalid_tables_refused():
 
 
 def test_axis_takes_only_valid_covering_tables():
-    """DS-31, DS-33: set_calibration refuses an invalid table or one that does not cover
-    0..limit (nothing changes); a valid one is installed and the stop re-targets its depth."""
+    """DS-31, DS-33, SF-05: set_calibration refuses an invalid table or one that does not cover
+    0..limit within the travel (nothing changes); a valid one is installed and the stop
+    re-targets its depth."""
     from depth_rig import Rig
 
     rig = Rig()
@@ -101,7 +110,14 @@ def test_axis_takes_only_valid_covering_tables():
     ax.set_limit_um(3300)  # within that table's 3.5 mm
     e = raises(Refused, ax.set_calibration, [0, -120, 1300, 3200])  # short of the new limit
     check(e.code == OUT_OF_RANGE and ax.calib.to_list()[-1] == 3500)
-    ax.set_calibration([0, -120, 1300, 3250, 1400, 3600])
+    ax.set_calibration([0, -120, 1300, 3250, 1400, 3500])
+    rig.run()
+    # SF-05: valid tables whose 0..limit does not fit the mechanics
+    before = ax.calib
+    e = raises(Refused, ax.set_calibration, [0, -400, 1600, 3376])  # 3.3 mm past the travel
+    check(e.code == OUT_OF_RANGE and "travel" in e.message and ax.calib is before, e.message)
+    e = raises(Refused, ax.set_calibration, [0, -20, 1440, 3580])  # 0 um inside MIN_STEPS
+    check(e.code == OUT_OF_RANGE and ax.calib is before, e.message)
 
 
 def test_invalid_stored_table_latches_a_fault_and_uses_nominal():

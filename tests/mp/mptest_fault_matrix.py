@@ -41,6 +41,9 @@ LATCH_MARGIN_MS = 20
 RETRACT_MS = 250
 BLIND_MS = DepthAxis.BLIND_STEPS * 1000 // DepthAxis.BLIND_SPS + 50
 HOME_MS = 1500
+# StallGuard (firmware/stallguard.py): judged from SETTLE_MS into a move, a reading every two
+# depth polls plus one to collect it, then the pen's poll latches it.
+SG_MS = 20 + 3 * DepthAxis.POLL_MS + 10 + LATCH_MARGIN_MS
 BACKOFF_MS = 150  # switch still closed after backing off its over-travel (48 ms) + debounce
 DEPTH_SILENCE_MS = 500  # the depth task's allowed silence (firmware/app.py)
 HANG_MS = DEPTH_SILENCE_MS + Supervisor.period_ms + 10
@@ -114,13 +117,21 @@ MATRIX = [
      "reqs": "DS-41, PS-4, PS-5, SF-03",
      "also": [DT + "test_switch_sticking_while_homed_latches_and_retracts",
               DEV + "test_depth_fault_safe_state_latched_until_cleared"]},
-    {"test": "test_missed_steps", "fault": "Missed steps: a binding screw loses outward steps",
-     "inject": "`fault missed_steps`", "when": "depth changes while stopped, then `home`",
-     "code": "lost_steps", "latch_ms": HOME_MS, "safe_ms": HOME_MS + RETRACT_MS,
-     "detect": "at the next re-home (`home`, a clear, power-up); meanwhile the lost outward "
-               "steps only leave the needle shallower than set",
-     "safe": "motor never driven, stop retracted, not homed, FAULT latched",
-     "record": "`~E` fault event, `faults` log", "reqs": "DS-42, PS-4, SF-03",
+    {"test": "test_missed_steps_during_a_move",
+     "fault": "Missed steps during a move: a binding screw loses outward steps",
+     "inject": "`fault missed_steps`", "when": "a depth change 0.50 -> 2.40 mm, stopped",
+     "code": "lost_steps", "latch_ms": SG_MS, "safe_ms": SG_MS + BLIND_MS,
+     "detect": "StallGuard (the TMC2209's load reading over its UART) during the move",
+     "safe": "motor never driven, stop driven fully in (position unknown), not homed, "
+             "FAULT latched", "record": "`~E` fault event, `faults` log",
+     "reqs": "SF-13, DS-42, PS-4, SF-03", "also": []},
+    {"test": "test_missed_steps", "fault": "Missed steps on short moves StallGuard cannot judge",
+     "inject": "`fault missed_steps`", "when": "eight 0.05 mm depth steps, then a cartridge "
+     "confirmed", "code": "lost_steps", "latch_ms": HOME_MS, "safe_ms": HOME_MS + RETRACT_MS,
+     "detect": "the endstop check at the cartridge confirmation (also at `home`, a clear, "
+               "power-up); until then the lost steps leave the needle shallower than shown",
+     "safe": "motor never driven, stop retracted, not homed, FAULT latched: run refused",
+     "record": "`~E` fault event, `faults` log", "reqs": "SF-13, DS-42, PS-4, SF-03",
      "also": [DT + "test_lost_steps_found_by_rehome",
               DT + "test_overspeed_loses_steps_and_rehome_catches_it"]},
     {"test": "test_settings_corrupt", "fault": "Settings corrupted in flash",
@@ -139,6 +150,41 @@ MATRIX = [
      "record": "the error replies", "reqs": "SP-33, SP-41, SF-03",
      "also": [LINK + "test_garbage_and_half_lines_cost_one_error_each",
               "tests/host/test_protocol_fuzz.py::test_generated_byte_strings"]},
+    {"test": "test_ctrl_c_and_garbage", "fault": "Ctrl-C and every other byte value on the port",
+     "inject": "0x00..0xFF (0x03 included) in lines, and 0x03 alone, through the serial "
+               "driver (drivers/serial_link.py)", "when": "running 100 Hz at 1.00 mm",
+     "code": "(error reply)", "bound_ms": 20,
+     "detect": "one `error:N` reply per line, never a KeyboardInterrupt (the interrupt "
+               "character off), the next command answered",
+     "safe": "none needed: the application runs on (no REPL), no setting changed, the needle "
+             "runs on at its rate, no fault", "record": "the error replies",
+     "reqs": "SF-07, SF-08, SF-03",
+     "also": ["tests/test_port_security.py::test_every_byte_value_while_the_needle_runs",
+              "tests/test_port_security.py::test_ctrl_c_never_reaches_the_repl",
+              "tests/mp/mptest_sf_fuzz.py::test_100k_random_byte_strings_change_nothing"]},
+    {"test": "test_table_inconsistent", "fault": "Calibration table inconsistent with the "
+     "mechanics", "inject": "`set calib [0,-100,2700,2600]` (1.0 um/step: a 2.5x scale error; "
+     "unlocked)", "when": "READY at 0.50 mm", "code": "(error reply)", "bound_ms": 10,
+     "detect": "refused with the reason (error 5), in the same reply",
+     "safe": "none needed: the table, the settings and the stop unchanged; the status shows the "
+             "depth the needle has", "record": "the error reply",
+     "reqs": "SF-04, SF-05, SF-03",
+     "also": ["tests/mp/mptest_sf_calib.py::test_generated_tables_accepted_or_refused_by_the_"
+              "mechanics", "tests/host/test_calib_mechanics.py::test_a_scale_error_beyond_the_"
+              "tolerance_is_refused"]},
+    {"test": "test_position_not_target_at_run", "fault": "Position ≠ target at run: a move "
+     "cut short at the travel's end", "inject": "the axis's travel 500 steps (a mechanism "
+     "shorter than designed), then `depth 2.00`", "when": "ARMED, cartridge confirmed",
+     "code": "(refused)", "bound_ms": 10,
+     "detect": "`run` and START refused (error 10, not at its depth), in the same reply",
+     "safe": "the needle never starts; status and display show the position the stop has "
+             "(1.2 mm), not the target", "record": "the error reply, the refusal on the display",
+     "reqs": "SF-06, SF-03", "also": []},
+    {"test": "test_position_lost_while_running", "fault": "The stop leaves its depth while the "
+     "needle runs", "inject": "a move of the stop by 40 steps (a firmware fault)",
+     "when": RUNNING, "code": "depth_position",
+     "off_ms": 30, "latch_ms": 30, "safe_ms": 30 + RETRACT_MS,
+     "safe": TRIPPED, "record": RECORDED, "reqs": "SF-06, PS-4, SF-03", "also": []},
     {"test": "test_serial_disconnect", "fault": "Serial disconnect: the host gone for 3 s",
      "inject": "the host stops reading, a command pending",
      "when": "running 100 Hz at 1.00 mm, telemetry at 200 Hz",
@@ -410,6 +456,7 @@ def test_endstop_closed_running():
     rig.inject("none")
 
     async def clear(r):
+        await r.sleep(20)  # the switch reads open again (plant step, debounce)
         r.ok("clear")
         await r.until(lambda: r.state() == "READY", 2000, "READY after the clear")
 
@@ -418,10 +465,48 @@ def test_endstop_closed_running():
     rig.close()
 
 
+def test_missed_steps_during_a_move():
+    """SF-13, SF-03, DS-42, PS-4: a binding screw loses outward steps during a depth change:
+    StallGuard sees the rotor slip during the move and LOST_STEPS latches within its bound of
+    the move's start, the stop is driven fully in (its position is unknown), the pen is not
+    homed; the steps lost by then are reported."""
+    row = _row("test_missed_steps_during_a_move")
+    rig = AppRig()
+    w = rig.watch
+    t = {}
+
+    async def scenario(r):
+        await r.ready()
+        await r.until(lambda: not r.app.depth.busy, 2000, "at its depth")
+        r.inject("missed_steps")
+        m0 = r.hw.depth.missed
+        w.start()
+        r.ok("depth 2.40")
+        await r.until(lambda: w.fault is not None, row["latch_ms"] + 500, "latched")
+        t["lost"] = r.hw.depth.missed - m0
+        r.inject("none")
+        await r.until(lambda: w.retracted is not None and not r.app.depth.busy,
+                      row["safe_ms"] + 500, "retracted")  # fmt: skip
+
+    rig.run(scenario)
+    got = _watched(w)
+    got.pop("off_ms", None)
+    _within(row, got)
+    _check_latched(rig, row["code"])
+    check(not rig.app.depth.homed and rig.gauge_mm() <= rig.SAFE_MM, "retracted, not homed")
+    check(t["lost"] > 0, "the bind lost no step")
+    _check_record(rig, row["code"], session=False)
+    got["lost_steps"] = t["lost"]
+    _report(row, got)
+    rig.close()
+
+
 def test_missed_steps():
-    """SF-03, DS-42, PS-4: a binding screw loses outward steps during depth changes (the
-    needle only ends shallower than commanded); the next re-home (`home`) finds the switch off
-    its step: LOST_STEPS within the homing time, latched and reported, the stop retracted."""
+    """SF-13, SF-03, DS-42, PS-4: a binding screw loses outward steps on 0.05 mm depth steps
+    (20 microsteps: too short to reach the speed StallGuard is judged at; the needle only ends
+    shallower than shown); confirming a cartridge checks the position at the endstop (a re-home
+    that compares): LOST_STEPS within the homing time, latched and reported, the stop
+    retracted, run refused. The steps lost until then are the worst error left unnoticed."""
     row = _row("test_missed_steps")
     rig = AppRig()
     w = rig.watch
@@ -429,27 +514,36 @@ def test_missed_steps():
 
     async def scenario(r):
         await r.ready()
+        await r.until(lambda: not r.app.depth.busy, 2000, "at its depth")
         r.inject("missed_steps")
-        for d in ("2.40", "0.30", "2.50", "0.50"):
-            r.ok("depth " + d)
+        m0 = r.hw.depth.missed
+        w.max_depth_mm = r.gauge_mm()  # from here on
+        for k in range(8):
+            r.ok("depth %.2f" % (0.55 + 0.05 * k))
             await r.until(lambda: not r.app.depth.busy, 1000, "move")
+        check(r.state() == "READY" and not r.app.depth.fault, "StallGuard judged a short move")
+        t["lost"] = r.hw.depth.missed - m0
+        t["shown"] = r.app.pen.status()["depth_mm"]
+        t["true"] = r.gauge_mm()
         r.inject("none")
         t["max_mm"] = w.max_depth_mm
         w.start()
-        r.ok("home")
+        r.ok("cartridge new")
+        check(r.cmd("run").startswith("error:"), "run while the position is checked")
         await r.until(lambda: w.retracted is not None and not r.app.depth.busy,
                       row["safe_ms"] + 500, "retracted")  # fmt: skip
 
     rig.run(scenario)
-    check(rig.hw.depth.missed > 0, "the bind lost no step")
-    check(t["max_mm"] <= 2.50, "deeper than commanded: %.3f mm" % t["max_mm"])
+    check(t["lost"] > 0, "the bind lost no step")
+    check(t["max_mm"] <= 0.90 + 0.01, "deeper than commanded: %.3f mm" % t["max_mm"])
+    check(t["true"] < t["shown"], "the lost steps leave the needle shallower than shown")
     got = _watched(w)
     got.pop("off_ms", None)
     _within(row, got)
     _check_latched(rig, row["code"])
     check(not rig.app.depth.homed and rig.gauge_mm() <= rig.SAFE_MM, "retracted, not homed")
     _check_record(rig, row["code"], session=False)
-    got["lost_steps"] = rig.hw.depth.missed
+    got["lost_steps"] = t["lost"]
     _report(row, got)
     rig.close()
 
@@ -488,6 +582,211 @@ def test_serial_garbage():
     check(abs(t["hz"] - 100) < 3, "rate %.1f Hz" % t["hz"])
     got = {"bound_ms": t["ms"], "errors": 4}
     _within(row, got)
+    _report(row, got)
+    rig.close()
+
+
+class _PortLink:
+    """drivers/serial_link.py's SerialLink reading the rig's HostPort byte by byte (its own
+    read_into, so its handling of the interrupt character is what runs)."""
+
+    def __init__(self, port):
+        from drivers.serial_link import SerialLink
+
+        class _In:
+            def readinto(self, b):
+                if not port.inbox:
+                    return 0
+                b[0] = port.inbox[0]
+                port.inbox = port.inbox[1:]
+                return 1
+
+        class _Poll:
+            def poll(self, t=0):
+                return bool(port.inbox)
+
+        class _Link(SerialLink):
+            def __init__(self):  # the driver's fields, without a real poll object
+                self._in = _In()
+                self._pin = _Poll()
+                self._b1 = bytearray(1)
+                self.dropped = 0
+                self.intr = 3  # MicroPython's default until the application turns it off
+
+        self.link = _Link()
+        self.port = port
+
+    def read_into(self, buf, limit=None):
+        return self.link.read_into(buf, limit)
+
+    def kbd_intr(self, ch):
+        self.link.intr = ch
+
+    def writable(self):
+        return self.port.writable()
+
+    def write(self, data):
+        return self.port.write(data)
+
+
+def test_ctrl_c_and_garbage():
+    """SF-07, SF-08, SF-03: every byte value 0x00..0xFF (0x03 included; `!` is the stop byte
+    and `?` the status byte, so they are left out), in lines, and 0x03 alone, through the
+    serial driver while the needle runs: one error reply per line within 20 ms, the next
+    command answered, no KeyboardInterrupt (the application turned the interrupt character
+    off), no setting changed, the needle runs on at its rate without a fault."""
+    row = _row("test_ctrl_c_and_garbage")
+    rig = AppRig(app=False)
+    pl = _PortLink(rig.port)
+    # the driver as MicroPython leaves it: 0x03 is the keyboard interrupt
+    rig.port.send(b"\x03")
+    try:
+        pl.read_into(bytearray(4))
+        check(False, "0x03 did not interrupt with the default setting")
+    except KeyboardInterrupt:
+        pass
+    rig.board.serial = pl
+    rig.start_app()
+    rig.app.link.serial = pl
+    t = {}
+
+    async def scenario(r):
+        await r.running()
+        check(pl.link.intr == -1, "the application left the interrupt character on")
+        before = r.ok("settings")
+        port = r.port
+        n0 = len(port.replies)
+        values = [b for b in range(256) if b not in (0x21, 0x3F, 0x0A, 0x0D)]
+        lines = 0
+        for i in range(0, len(values), 16):
+            port.send(bytes(values[i:i + 16]) + b"\n")
+            lines += 1
+        t["ms"] = await r.until(lambda: len(port.replies) >= n0 + lines, 100, "replies")
+        port.send(b"\x03\n\x03\x03\r\n#7 status\n")
+        lines += 3
+        ms = await r.until(lambda: len(port.replies) >= n0 + lines, 100, "replies")
+        t["ms"] = max(t["ms"], ms)
+        t["replies"] = port.replies[n0:]
+        await r.sleep(100)
+        t["hz"] = r.true_hz()
+        check(r.ok("settings") == before, "a setting changed")
+
+    rig.run(scenario)
+    rep = t["replies"]
+    check(all(x.startswith("error:") for x in rep[:-1]), "replies %r" % rep)
+    check(rep[-1].startswith("#7 ok {"), "next command: %r" % rep[-1])
+    check(rig.state() == "RUNNING" and rig.app.pen.fault == 0, "still running, no fault")
+    check(abs(t["hz"] - 100) < 3, "rate %.1f Hz" % t["hz"])
+    got = {"bound_ms": t["ms"], "errors": len(rep) - 1}
+    _within(row, got)
+    _report(row, got)
+    rig.close()
+
+
+def test_table_inconsistent():
+    """SF-04, SF-05, SF-03: the issue's table (1.0 um/step, a 2.5x scale error) sent unlocked
+    while READY: refused with the reason in the same reply; table, settings and stop
+    unchanged, and the status's depth is the needle's (the gauge) within the nominal table's
+    error."""
+    row = _row("test_table_inconsistent")
+    rig = AppRig()
+    t = {}
+
+    async def scenario(r):
+        from binascii import hexlify
+
+        from firmware.auth import hmac_sha256
+
+        await r.ready()
+        await r.until(lambda: not r.app.depth.busy, 2000, "at its depth")
+        secret = b"virtual-pen-test-secret-not-real"
+        r.ok("provision " + hexlify(secret).decode())
+        ch = r.ok("unlock")["challenge"]
+        r.ok("unlock " + hexlify(hmac_sha256(secret, ch.encode())).decode())
+        before = (r.ok("settings"), r.app.depth.calib.to_list(), r.app.depth.position_steps)
+        t0 = SIM.now
+        t["reply"] = r.cmd("set calib [0,-100,2700,2600]")
+        t["us"] = SIM.now - t0
+        await r.sleep(100)
+        after = (r.ok("settings"), r.app.depth.calib.to_list(), r.app.depth.position_steps)
+        check(after == before, "changed: %r" % (after,))
+        r.ok("depth 2.50")
+        await r.until(lambda: not r.app.depth.busy, 2000, "at 2.50")
+        t["shown"] = r.app.pen.status()["depth_mm"]
+        t["gauge"] = r.gauge_mm()
+
+    rig.run(scenario)
+    check(t["reply"].startswith("error:5 ") and "calibration" in t["reply"], t["reply"])
+    # the nominal table assumes the longest lead: the needle is at most 0.15 mm shallower
+    check(0 <= t["shown"] - t["gauge"] <= 0.15, "shown %.3f, gauge %.3f" % (t["shown"], t["gauge"]))
+    got = {"bound_ms": _ms(t["us"])}
+    _within(row, got)
+    _report(row, got)
+    rig.close()
+
+
+def test_position_not_target_at_run():
+    """SF-06, SF-03: the stop cannot reach the depth set (its travel shorter than designed:
+    the move is clamped at the travel's end): `run` and START are refused at once, the needle
+    never starts, and the status shows the stop's position, not the target."""
+    row = _row("test_position_not_target_at_run")
+    rig = AppRig()
+    t = {}
+
+    async def scenario(r):
+        await r.ready()
+        ax = r.app.depth
+        await r.until(lambda: not ax.busy, 2000, "at its depth")
+        ax.TRAVEL_STEPS = 500  # the mechanism ends at 500 steps (about 1.2 mm)
+        r.ok("depth 2.00")
+        await r.until(lambda: not ax.busy, 2000, "moved")
+        r.ok("arm")
+        r.ok("cartridge new")
+        await r.position_checked()
+        t0 = SIM.now
+        t["reply"] = r.cmd("run")
+        t["us"] = SIM.now - t0
+        r.hw.buttons.press("start", 100)
+        await r.sleep(300)
+        t["state"] = r.state()
+        t["status"] = r.app.pen.status()
+        t["gauge"] = r.gauge_mm()
+        t["turns"] = r.hw.motor.turns
+
+    rig.run(scenario)
+    check(t["reply"].startswith("error:10 ") and "not at its depth" in t["reply"], t["reply"])
+    check(t["state"] == "ARMED" and t["turns"] == 0 and not rig.motor_driven(), repr(t))
+    st = t["status"]
+    check(st["target_depth_mm"] == 2.0 and st["depth_mm"] < 1.4, repr(st))
+    check(abs(st["depth_mm"] - t["gauge"]) < 0.15, "shown %r, gauge %.3f" % (st, t["gauge"]))
+    got = {"bound_ms": _ms(t["us"])}
+    _within(row, got)
+    _report(row, got)
+    rig.close()
+
+
+def test_position_lost_while_running():
+    """SF-06, SF-03, PS-4: the stop is moved off its depth's step while the needle runs (a
+    firmware fault: nothing may move it then): DEPTH_POSITION latched, motor off, the stop
+    retracted, recorded."""
+    row = _row("test_position_lost_while_running")
+    rig = AppRig()
+    w = rig.watch
+
+    async def scenario(r):
+        await r.running()
+        w.start()
+        ax = r.app.depth
+        ax._go(ax.position_steps + 40)
+        await r.until(lambda: w.retracted is not None, row["safe_ms"] + 200, "retracted")
+        await r.sleep(50)
+
+    rig.run(scenario)
+    got = _watched(w)
+    _within(row, got)
+    _check_latched(rig, row["code"])
+    check(rig.gauge_mm() <= rig.SAFE_MM, "stop at %.3f mm" % rig.gauge_mm())
+    _check_record(rig, row["code"])
     _report(row, got)
     rig.close()
 

@@ -62,6 +62,7 @@ def test_needle_never_runs_unless_homed_and_armed():
         await _try_to_run(r, "fault latched")
         seen.append("FAULT")
         r.inject("none")
+        await r.sleep(20)  # the switch reads open again (plant step, debounce)
         r.ok("clear")
         await r.until(lambda: r.state() == "HOMING", 100, "re-homing after the clear")
         await _try_to_run(r, "re-homing")
@@ -72,6 +73,7 @@ def test_needle_never_runs_unless_homed_and_armed():
         # The one path: homed, armed, a cartridge: it runs (the checks above can fail).
         r.ok("arm")
         r.ok("cartridge new")
+        await r.position_checked()
         r.ok("run 100")
         await r.until(lambda: r.true_hz() > 90, 500, "running")
         check(w.was_driven and r.state() == "RUNNING", "the one path runs")
@@ -114,6 +116,7 @@ def test_depth_never_beyond_the_limit_at_any_layer():
         # Running: no depth change at all.
         r.ok("arm")
         r.ok("cartridge new")
+        await r.position_checked()
         r.ok("run 100")
         await r.sleep(200)
         check(r.cmd("depth 1.00").startswith("error:17"), "depth changed while running")

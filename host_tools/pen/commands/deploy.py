@@ -14,7 +14,8 @@ def register(subparsers) -> None:
         help="install this checkout's firmware on the pen (only what changed)",
         description="Compiles the pen's files with mpy-cross -march=armv6m (boot.py and main.py "
         "stay source), compares SHA-256 with the files on the pen through its raw REPL "
-        "(mpremote; the application is left with Ctrl-C, which stops the needle first), copies "
+        "(mpremote, in service mode: a running application is asked for it with the clinician "
+        "secret, and the user confirms by holding START on the pen 2 s), copies "
         "only what changed, removes modules that are stale (a .py an .mpy replaces), verifies "
         "the SHA-256 of every file, resets the pen and waits for the handshake (a dry run "
         "restarts the application it interrupted). Refused while the needle runs.",
@@ -35,6 +36,9 @@ def register(subparsers) -> None:
         help="how long to wait for the handshake after the reset (default 30)",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    from .unlock import add_secret_option
+
+    add_secret_option(p)  # service mode: the pen's REPL needs the unlock and a START hold
     p.set_defaults(func=cmd_deploy)
 
 
@@ -72,6 +76,8 @@ def cmd_deploy(args) -> int:
         state = d.pen_state(port)
         if state in ("RUNNING", "STOPPING"):
             raise CliError(f"the pen is {state}: stop the needle before deploying")
+        if state is not None:
+            _service_mode(port, args)
         try:
             target = d.SerialTarget(port)
         except d.DeployError as exc:
@@ -99,6 +105,23 @@ def cmd_deploy(args) -> int:
         target.close()
     _report(res, args)
     return 0
+
+
+def _service_mode(port: str, args) -> None:
+    """The application answers: it ignores Ctrl-C, so the pen is asked for service mode (the
+    user confirms on the pen; pen.service_mode guides them)."""
+    import sys
+
+    from .. import service_mode as sm
+    from .unlock import load_secret
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    try:
+        sm.enter_service_mode(port, load_secret(args), say=say, press=sm.virtual_press(port))
+    except sm.ServiceModeError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _report(res, args) -> None:
