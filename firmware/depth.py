@@ -308,7 +308,7 @@ class DepthAxis:
                 if self._sg.poll(not pl.done and pl.interval <= self.SG_FAST_US):
                     # StallGuard: the rotor slipped, steps are lost (SF-13)
                     self._pos_known = False
-                    self._trip(faults.LOST_STEPS)
+                    self.trip(faults.LOST_STEPS)
         elif ph == _IDLE:
             self._watch_switch(closed)
         elif ph >= _RETRACT_WAIT:

@@ -392,7 +392,7 @@ class Pen:
                     part.clear_fault()  # both refuse the same way: Refused
                 except Refused as e:
                     # the part's own reason when it gives one (SF-12)
-                    why = e.message if e.code == E.FAULT_ACTIVE else ""
+                    why = e.message if e.message.startswith("cause still present") else ""
                     self.refuse(E.FAULT_ACTIVE, why or "cause still present: " + F.text(f))
         if self.needle.running:
             self.needle.kill()

@@ -191,7 +191,7 @@ class Protocol:
         for t, name in pen.fault_log():
             log.append({"t_ms": t, "fault": name})
         return json.dumps({"fault": st["fault"], "fault_code": st["fault_code"], "log": log,
-                           "dropped": pen.fault_log_dropped,
+                           "dropped": getattr(pen, "fault_log_dropped", 0),
                            "settings": self.app.settings.load_status})  # fmt: skip
 
     # -- settings -----------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def start_running(pen: Console) -> None:
     while not pen.cmd("run 100").startswith("ok"):  # the stop may still be moving
         assert time.monotonic() < deadline, "run refused"
         time.sleep(0.1)
-    pen.wait(lambda s: s["state"] == "RUNNING" and s["stroke_hz"] > 90, 20, "running")
+    pen.wait(lambda s: s["state"] == "RUNNING" and s["measured_hz"] > 90, 20, "running")
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_every_byte_value_while_the_needle_runs(pen):
     assert not any("Traceback" in r or ">>>" in r or "KeyboardInterrupt" in r for r in got)
     time.sleep(0.3)
     st = pen.status()  # the application still answers, one reply per line
-    assert st["state"] == "RUNNING" and st["stroke_hz"] > 90, st
+    assert st["state"] == "RUNNING" and st["measured_hz"] > 90, st
     assert settings_of(pen) == before
     pen.port.write(b"!")
     st = pen.wait(lambda s: s["state"] in ("STOPPING", "ARMED"), 5, "stopped by `!`")

@@ -92,7 +92,7 @@ def test_generated_tables_accepted_or_refused_by_the_mechanics():
         for k in range(160):
             kind = kinds[k % 4]
             flat = _table(rnd, kind)
-            before = r.app.settings.raw("calib")
+            before = r.app.settings.get("calib")
             ax_before = r.app.depth.calib.to_list()
             line = "set calib [%s]" % ",".join(str(v) for v in flat)
             reply = r.cmd(line)
@@ -101,7 +101,7 @@ def test_generated_tables_accepted_or_refused_by_the_mechanics():
                 check(r.app.depth.calib.to_list() == flat, "not installed: %s" % line)
             else:
                 check(reply.startswith("error:5 "), "%s (%s) -> %s" % (line, kind, reply))
-                check(r.app.settings.raw("calib") == before and
+                check(r.app.settings.get("calib") == before and
                       r.app.depth.calib.to_list() == ax_before, "changed by %s" % line)
                 check("calibration" in reply, "no reason: " + reply)
             counts[kind] += 1
@@ -134,9 +134,9 @@ def test_limit_and_table_within_the_travel_at_every_layer():
         long = "[0,-450,1600,3326]"
         check(r.cmd("set calib " + long).startswith("ok"), "valid for the default limit")
         await r.until(lambda: not r.app.depth.busy, 2000, "re-targeted")
-        reply = r.cmd("set depth_limit_mm 3.0")
+        reply = r.cmd("set depth_limit 3.0")
         check(reply.startswith("error:5 ") and "travel" in reply, reply)
-        check(r.app.depth.limit_um == limit and r.app.settings.raw("depth_limit_mm") == limit,
+        check(r.app.depth.limit_um == limit and r.app.settings.get("depth_limit") == limit,
               "limit changed")
         # a table that puts 0 µm inside MIN_STEPS (the needle out at the retract position)
         reply = r.cmd("set calib [0,-20,1440,3580]")

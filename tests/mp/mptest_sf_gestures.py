@@ -31,8 +31,6 @@ STATES = ("LOCKED", "HOMING", "READY", "ARMED", "ARMED+C", "RUNNING", "STOPPING"
 
 def _setup(state):
     pen, needle, depth, clock, events = make_pen(home=state not in ("LOCKED", "HOMING"))
-    pen.target_um = 1000
-    depth.move_to_um(1000) if depth.homed else None
     ui = UI(pen, clock=clock)
     if state == "LOCKED":
         pass  # homing started by itself; make it LOCKED
@@ -99,9 +97,9 @@ def _gestures():
 def _check_gesture(state, name, tl):
     ui, pen, needle, depth, clock = _setup(state)
     starts0 = needle.starts
-    target0 = pen.target_um
+    target0 = pen.targets.depth_um
     state0 = pen.state
-    cart0 = pen.cartridge
+    cart0 = pen.cart.number
     for mask, ms in tl:
         _sample(ui, clock, mask, ms)
     after = P.NAMES[pen.state]
@@ -124,7 +122,7 @@ def _check_gesture(state, name, tl):
     if state0 == P.READY and pen.state == P.ARMED:
         check(start_long_first, "armed: " + why)
     # depth only from PLUS/MINUS without START, while stopped
-    if pen.target_um != target0:
+    if pen.targets.depth_um != target0:
         stopped = state in ("READY", "ARMED", "ARMED+C") or (
             start_long_first and after in ("READY", "ARMED"))  # a clear or arm came first
         check(pm_only and stopped, "depth changed: " + why)
@@ -132,13 +130,14 @@ def _check_gesture(state, name, tl):
     if state == "RUNNING" and start_any:
         check(pen.state == P.STOPPING or not needle.running, "not stopped: " + why)
     # a cartridge only from the PLUS+MINUS hold without START
-    if pen.cartridge != cart0:
+    if pen.cart.number != cart0:
         check(not start_any and any(m == PLUS | MINUS for m in masks), "cartridge: " + why)
         check(state not in ("RUNNING", "STOPPING", "FAULT", "SERVICE", "SLEEP"),
               "cartridge in " + why)  # fmt: skip
     # asleep: only the wake
     if state == "SLEEP":
-        check(not ran and pen.target_um == target0 and pen.cartridge == cart0, "asleep: " + why)
+        check(not ran and pen.targets.depth_um == target0 and pen.cart.number == cart0,
+              "asleep: " + why)  # fmt: skip
     return ran
 
 
