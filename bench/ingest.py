@@ -68,6 +68,10 @@ class StreamingPort:
     def reset_input_buffer(self) -> None:
         self.pending.clear()
 
+    def flush(self) -> None:
+        pass
+
+
     def close(self) -> None:
         pass
 

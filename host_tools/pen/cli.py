@@ -9,14 +9,9 @@ import pkgutil
 import sys
 
 from . import __version__, commands
+from .errors import CliError, PenError
 
-
-class CliError(Exception):
-    """A failure to report to the user as one clear line, with a non-zero exit status."""
-
-    def __init__(self, message: str, status: int = 1):
-        super().__init__(message)
-        self.status = status
+__all__ = ["CliError", "PenError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CliError as exc:
+    except PenError as exc:  # CliError, LinkError, CalibrationError, ...: one line each
         print(f"pen: error: {exc}", file=sys.stderr)
         return exc.status
     except KeyboardInterrupt:

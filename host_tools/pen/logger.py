@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import platformdirs
 
-from .link import LinkError, LinkLost, PenLink, PenRefused
+from .link import DifferentPen, LinkError, LinkLost, PenLink, PenRefused
 
 DB_ENV = "PEN_LOG_DB"
 DB_FILENAME = "telemetry.sqlite3"
@@ -226,9 +226,9 @@ class TelemetryLogger:
                 self.link.reconnect()
                 self._telemetry_on()
                 break
+            except DifferentPen:
+                raise
             except LinkLost as exc:
-                if "different pen" in str(exc):
-                    raise
                 self.stats.status = f"waiting for the pen: {exc}"
             except LinkError as exc:
                 self.stats.status = f"waiting for the pen: {exc}"

@@ -182,3 +182,32 @@ class FakeSerial:
         self.is_open = False
 
 
+
+
+class ScriptedLink:
+    """The PenLink interface (request / command / call / close) over a function that answers
+    each command line with the pen's reply line, for the layers above the link."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sent: list[str] = []
+        self.closed = False
+
+    def request(self, line: str, timeout: float | None = None, retry: bool | None = None):
+        self.sent.append(line)
+        reply = L.parse_reply(self.answer(line) or "")
+        if reply is None:
+            raise L.ReplyTimeout(f"no reply to `{line}`")
+        return reply
+
+    def command(self, line: str, timeout: float | None = None) -> str:
+        return self.request(line, timeout).raw
+
+    def call(self, line: str, timeout: float | None = None):
+        reply = self.request(line, timeout)
+        if not reply.ok:
+            raise L.PenRefused(line, reply.code, reply.payload)
+        return reply.value()
+
+    def close(self) -> None:
+        self.closed = True

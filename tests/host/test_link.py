@@ -198,7 +198,9 @@ def test_pen_adapter_opens_this_link(monkeypatch):
     from pen.records import pen_adapter
 
     pen = FakePen()
-    monkeypatch.setattr(L, "_default_serial_factory", lambda port: FakeSerial(pen))
+    from pen.link import transport
+
+    monkeypatch.setattr(transport, "default_serial_factory", lambda port: FakeSerial(pen))
     monkeypatch.setattr(L.Expectation, "from_checkout", classmethod(lambda cls: EXPECT))
     link = pen_adapter.open_link("/dev/fake")
     assert link.command("get depth") == 'ok {"depth": 0.5}'

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from link_fakes import ScriptedLink
 
 from pen import presets as presets_mod
 from pen.presets import PresetError, load_presets, preset_to_settings_lines, validate_presets
@@ -221,16 +222,15 @@ def test_preset_to_settings_lines_is_the_wire_format():
 # -- pen adapter -------------------------------------------------------------------------
 
 
-class FakeLink:
-    def __init__(self, replies=None, refuse=None, summary=None):
-        self.sent: list[str] = []
+class FakeLink(ScriptedLink):
+    def __init__(self, refuse=None, summary=None):
+        super().__init__(self._answer)
         self.refuse = refuse
         self.summary = summary
 
-    def command(self, line: str) -> str:
-        self.sent.append(line)
+    def _answer(self, line: str) -> str:
         if self.refuse and self.refuse in line:
-            return "error:7 protected setting: clinician lock engaged"
+            return "error:11 protected setting: clinician lock engaged"
         if line == adapter.SESSION_SUMMARY_COMMAND:
             return self.summary
         return "ok"
@@ -262,8 +262,7 @@ def test_fetch_session_reads_the_summary_and_rejects_bad_replies():
         ("error:12 no session", "refused"),
         ("ok {truncated", "not JSON"),
         ("ok " + json.dumps({"start": "yesterday"}), "not usable"),
-        ("hello", "unexpected reply"),
-        (None, "no reply"),
+        ("hello", "cannot reach the pen"),  # not a reply: the link waits and times out
     ]:
         with pytest.raises(adapter.PenAdapterError, match=message):
             adapter.fetch_session(FakeLink(summary=reply))

@@ -7,6 +7,7 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from link_fakes import ScriptedLink
 
 from pen.cli import main
 from pen.presets import load_presets, preset_to_settings_lines
@@ -250,23 +251,18 @@ def test_plan_without_defaults_needs_numbers(pen):
 # -- the pen -----------------------------------------------------------------------------
 
 
-class FakeLink:
+class FakeLink(ScriptedLink):
     def __init__(self, summary=None, refuse=None):
-        self.sent = []
+        super().__init__(self._answer)
         self.summary = summary
         self.refuse = refuse
-        self.closed = False
 
-    def command(self, line):
-        self.sent.append(line)
+    def _answer(self, line):
         if self.refuse and self.refuse in line:
-            return "error:9 value out of range"
+            return "error:5 value out of range"
         if line == pen_adapter.SESSION_SUMMARY_COMMAND:
             return "ok " + json.dumps(self.summary)
         return "ok"
-
-    def close(self):
-        self.closed = True
 
 
 def test_start_sends_the_preset_and_record_reads_the_pen(pen, monkeypatch):

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from ..cli import CliError
+from ..errors import CliError
 from .unlock import add_secret_option, load_secret
 
 

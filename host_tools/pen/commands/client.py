@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..cli import CliError
+from ..errors import CliError
 from ..records.cli_support import add_db_option, open_records
 from ..records.export import export_csv, export_json
 from ..records.store import Records, SessionRecord

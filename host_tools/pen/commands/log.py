@@ -90,7 +90,7 @@ def cmd_log(args) -> int:
         db = lgmod.open_db(db_path)
     except (OSError, Exception) as exc:
         raise CliError(f"cannot open the telemetry database {db_path}: {exc}") from exc
-    with session(args) as link:
+    with session(args, share=True) as link:  # other `pen` commands use it meanwhile
         lg = lgmod.TelemetryLogger(link, db, rate_hz=args.rate, simulate_disconnect=plan,
                                    note=args.note)  # fmt: skip
         sid = lg.start()

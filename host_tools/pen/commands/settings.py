@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..cli import CliError
+from ..errors import CliError
 from ..link import PenRefused, firmware_module, session
 from .unlock import add_secret_option, load_secret, unlock
 

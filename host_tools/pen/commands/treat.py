@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..cli import CliError
+from ..errors import CliError
 from ..presets import Preset, PresetTable, preset_to_settings_lines
 from ..records import pen_adapter
 from ..records.checklist import parse_answer, parse_answers

@@ -8,17 +8,16 @@ reboot of the pen.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
-import re
 from pathlib import Path
 
-from ..cli import CliError
+from ..auth import parse_secret, response, unlock
+from ..errors import CliError
 
+__all__ = ["SECRET_ENV", "add_secret_option", "load_secret", "parse_secret", "register",
+           "response", "unlock"]  # fmt: skip
 SECRET_ENV = "PEN_SECRET"
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def add_secret_option(parser) -> None:
@@ -27,22 +26,6 @@ def add_secret_option(parser) -> None:
         metavar="FILE",
         help=f"the pen's secret: 64 hex digits, as provisioned (default: ${SECRET_ENV})",
     )
-
-
-def parse_secret(text: str | bytes) -> bytes:
-    """64 hex digits -> 32 bytes; a 32-byte raw value is taken as it is."""
-    if isinstance(text, bytes):
-        stripped = text.strip()
-        try:
-            s = stripped.decode("ascii")
-        except UnicodeDecodeError:
-            s = None
-        if s is not None and _HEX64.fullmatch(s):
-            return bytes.fromhex(s)
-        if len(stripped) == 32:
-            return stripped
-        raise ValueError("the secret must be 64 hex digits")
-    return parse_secret(text.encode())
 
 
 def load_secret(args) -> bytes | None:
@@ -59,21 +42,6 @@ def load_secret(args) -> bytes | None:
         src = path or f"${SECRET_ENV}"
         raise CliError(f"{src}: {exc}") from exc
     return None
-
-
-def response(secret: bytes, challenge: str) -> str:
-    return hmac.new(secret, challenge.encode("ascii"), hashlib.sha256).hexdigest()
-
-
-def unlock(link, secret: bytes) -> dict:
-    """Run the challenge-response on an open link; return the pen's answer (`unlocked`,
-    `timeout_s`). Raises pen.link.PenRefused when the pen refuses."""
-    got = link.call("unlock")
-    challenge = got.get("challenge") if isinstance(got, dict) else None
-    if not challenge:
-        raise CliError(f"the pen did not send a challenge: {got!r}")
-    result = link.call(f"unlock {response(secret, challenge)}")
-    return result if isinstance(result, dict) else {"unlocked": True}
 
 
 def register(subparsers) -> None:

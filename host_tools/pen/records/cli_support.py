@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..cli import CliError
+from ..errors import CliError
 from ..presets import PresetError, PresetTable, load_presets
 from . import resolve_db_path
 from .schema import SchemaError
