@@ -216,6 +216,23 @@ class PenLink:
                 self.reconnect()
                 self.transport.write(char.encode())
 
+    def soft_reset(self, timeout: float = 30.0) -> dict:
+        """Restart the pen's application and handshake again; returns the new `hello`.
+
+        Ctrl-C: the application stops the needle and leaves for the MicroPython prompt
+        (drivers/serial_link.py); Ctrl-D at the prompt: MicroPython's soft reset, which runs
+        boot.py and main.py again (the virtual pen's supervisor boots it again)."""
+        with self._lock:
+            try:
+                self.transport.write(b"\r\x03\x03")
+                if not self.transport.read_until(b">>> ", time.monotonic() + 5.0):
+                    raise LinkError("the pen did not reach the MicroPython prompt after Ctrl-C")
+                self.transport.write(b"\x04")
+            except PortFailed as exc:
+                raise LinkLost(f"the pen's port failed during the reset: {exc}") from exc
+            self.reconnect(timeout)
+            return self.hello
+
     # -- handshake and reconnect ---------------------------------------------------------------
     def handshake(self) -> dict:
         """`hello`: read the versions; check them against the host's expectation (a pen that

@@ -116,6 +116,23 @@ class Transport:
             if chunk:
                 self._buf += chunk
 
+    def read_until(self, marker: bytes, deadline: float) -> bool:
+        """Read until `marker` has arrived (e.g. the `>>> ` prompt, which ends no line); True
+        when it did, False at the deadline. What was read before it is discarded."""
+        while marker not in self._buf:
+            if self.ser is None:
+                raise PortFailed("port closed")
+            if time.monotonic() >= deadline:
+                return False
+            try:
+                chunk = self.ser.read(max(1, self.ser.in_waiting))
+            except Exception as exc:  # noqa: BLE001 -- pyserial raises several kinds
+                self.close()
+                raise PortFailed(str(exc)) from exc
+            self._buf += chunk
+        del self._buf[: self._buf.index(marker) + len(marker)]
+        return True
+
     def pending_text(self, n: int = 200) -> str:
         """The last `n` bytes received that do not end a line (e.g. a `>>> ` prompt)."""
         return bytes(self._buf[-n:]).decode("utf-8", "replace")
