@@ -8,6 +8,11 @@ import rp2
 
 import hardware.pins as P
 
+# `press` answers once the firmware has had this long after the release to see it: its button
+# debounce and polling (firmware/ui.py: 20 ms and 5 ms; the state machine's 10 ms) with room
+# to spare. Virtual time: the same however fast the host runs the pen.
+SEEN_AFTER_RELEASE_US = 100000
+
 # The fault names the side channel injects, and which plant part takes each.
 FAULTS = ("stall", "runaway", "sensor_loss", "short", "endstop_open", "endstop_closed",
           "missed_steps", "battery_low", "hang", "none")  # fmt: skip
@@ -72,18 +77,33 @@ class VirtualPen:
 
     # -- side channel --------------------------------------------------------------------
     def ctl(self, line):
-        """One side-channel command -> one reply line ('ok ...' or 'error ...')."""
+        """One side-channel command -> one reply line ('ok ...' or 'error ...'), or
+        (T_US, reply line) for a reply due at virtual time T_US (sim/ctl.py waits for it)."""
         parts = line.split()
         if not parts:
             return "error empty command"
         cmd, args = parts[0], parts[1:]
         try:
             if cmd == "press":
+                # press BUTTONS [--hold-ms N] [--no-wait]: answered after the release has been
+                # seen (SEEN_AFTER_RELEASE_US later), or at once with --no-wait.
                 hold = 100
                 if "--hold-ms" in args:
                     hold = int(args[args.index("--hold-ms") + 1])
+                if hold < 0:
+                    return "error --hold-ms must be >= 0"
                 self.buttons.press(args[0], hold)
-                return "ok"
+                if "--no-wait" in args:
+                    return "ok"
+                done = self.sim.now + hold * 1000 + SEEN_AFTER_RELEASE_US
+                return (done, "ok t_us=%d" % done)
+            if cmd == "wait":
+                # wait MS: answered after MS milliseconds of the pen's own (virtual) time.
+                ms = int(args[0])
+                if not 0 <= ms <= 600000:
+                    return "error wait MS: 0..600000"
+                done = self.sim.now + ms * 1000
+                return (done, "ok t_us=%d" % done)
             if cmd == "load":
                 v = float(args[0])
                 if not 0.0 <= v <= 1.0:

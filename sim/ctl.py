@@ -1,5 +1,10 @@
 """Side channel of the virtual pen: line commands from the supervisor's pipe, answered between
-plant steps (every 5 ms of virtual time), so a button press lands at a definite virtual time."""
+plant steps (every 5 ms of virtual time), so a button press lands at a definite virtual time.
+
+A command may answer later in virtual time: `VirtualPen.ctl` then returns (T_US, REPLY) and the
+reply is written once the virtual clock reaches T_US (`press` answers after the pen has seen the
+whole gesture, `wait MS` after MS of the pen's time). Commands are taken one at a time: the next
+is read only after the previous one is answered."""
 
 import simrt
 
@@ -15,8 +20,18 @@ class _Ctl:
         self.poll = simrt.real_select.poll()
         self.poll.register(self.fin, simrt.real_select.POLLIN)
         self.next = 0
+        self.due = None  # virtual time at which the pending reply is written
+        self.pending = None
+
+    def _answer(self, reply):
+        self.fout.write((reply + "\n").encode())
 
     def hook(self, now):
+        if self.pending is not None:
+            if now < self.due:
+                return
+            self._answer(self.pending)
+            self.pending = None
         if now < self.next:
             return
         self.next = now + _PERIOD_US
@@ -27,7 +42,10 @@ class _Ctl:
                 self.sim.tick_hooks.remove(self.hook)
                 return
             reply = self.pen.ctl(line.decode().strip())
-            self.fout.write((reply + "\n").encode())
+            if isinstance(reply, tuple):
+                self.due, self.pending = reply
+                return
+            self._answer(reply)
 
 
 def attach(sim, pen, fd_in, fd_out):

@@ -2,8 +2,11 @@
 binary, behind a pseudo-terminal), driven through the side channel (buttons, faults, power)
 and read through the serial protocol, the display's pixels and the plant's truth.
 
-Button presses land at definite virtual times (the side channel acts between plant steps), so
-gesture outcomes do not depend on the host's speed; waits only poll for a state with a timeout.
+Button presses land at definite virtual times (the side channel acts between plant steps), and
+the side channel answers a press once the pen has seen the whole gesture, so gesture outcomes do
+not depend on the host's speed. Every wait is on the pen: its state (asked with `status`) or its
+own clock (the side channel's `wait MS` answers after MS of virtual time); bounds are virtual
+time too, so a loaded host gives the same verdicts, only later.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import serial
 from pen.records.summary import parse_summary
 
 SPEED = 4  # virtual seconds per wall second
+_POLL_MS = 50  # virtual time between two `status` questions while waiting for a state
 PINS: dict = {}  # hardware/pins.py, the pin map (it goes onto the pen; read, not imported)
 exec((Path(__file__).resolve().parents[1] / "hardware" / "pins.py").read_text(), PINS)
 
@@ -57,34 +61,43 @@ class Console:
         return self.ok("status")
 
     def wait(self, pred, timeout: float = 20.0, what: str = "condition") -> dict:
-        deadline = time.monotonic() + timeout
+        """Ask the pen until `pred(status)`; fail after `timeout` s of the pen's own time."""
+        waited_ms = 0
         st = {}
-        while time.monotonic() < deadline:
+        while waited_ms <= timeout * 1000:
             try:
                 st = self.status()
-            except (TimeoutError, json.JSONDecodeError, AssertionError):
-                time.sleep(0.2)  # the pen is rebooting
-                continue
-            if pred(st):
-                return st
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; last status {st}")
+                if pred(st):
+                    return st
+                self.virtual_sleep(_POLL_MS)
+                waited_ms += _POLL_MS
+            except (TimeoutError, json.JSONDecodeError, AssertionError, RuntimeError):
+                # The pen is rebooting (no reply, no side channel): its clock starts again.
+                self.wait_reboot()
+                waited_ms += _POLL_MS
+        raise AssertionError(f"no {what} within {timeout:g} s of the pen's time; last status {st}")
+
+    def wait_reboot(self):
+        """Until the rebooting pen's side channel answers again (bounded: a pen that never
+        comes back fails the test)."""
+        for _ in range(600):
+            try:
+                self.vp.ctl("wait", "0")
+                return
+            except RuntimeError:
+                time.sleep(0.05)  # the process is being started again: nothing to ask yet
+        raise AssertionError("the virtual pen did not come back")
 
     def wait_state(self, state: str, timeout: float = 20.0) -> dict:
         return self.wait(lambda s: s["state"] == state, timeout, state)
 
     def virtual_sleep(self, ms: int):
-        """Wait `ms` of the pen's own (virtual) time, however slowly the machine runs it."""
-        t0 = int(self.truth()["t_us"])
-        deadline = time.monotonic() + 60
-        while int(self.truth()["t_us"]) < t0 + ms * 1000:
-            assert time.monotonic() < deadline, "the virtual pen's clock stands still"
-            time.sleep(min(0.02, ms / 1000 / self.speed))
+        """`ms` of the pen's own (virtual) time."""
+        self.vp.ctl("wait", str(ms))
 
-    def press(self, buttons: str, ms: int = 100, settle_ms: int = 150):
-        """Press and release, then let the UI see the release (virtual time)."""
+    def press(self, buttons: str, ms: int = 100):
+        """Press and release; returns once the pen has seen the whole gesture."""
         self.vp.ctl("press", buttons, "--hold-ms", str(ms))
-        self.virtual_sleep(ms + settle_ms)
 
     def screen(self) -> list[str]:
         return json.loads(self.vp.ctl("screen"))["lines"]
@@ -94,6 +107,20 @@ class Console:
 
     def turns(self) -> int:
         return int(self.truth()["turns"])
+
+
+def read_until(port, *markers: bytes, limit_s: float = 60.0) -> bytes:
+    """What the port sends until every marker has arrived, in order (the REPL's answer and
+    its next prompt); a port that stays silent for `limit_s` fails the test."""
+    out = b""
+    deadline = time.monotonic() + limit_s
+    pos = 0
+    for m in markers:
+        while m not in out[pos:]:
+            assert time.monotonic() < deadline, out
+            out += port.read(4096)
+        pos = out.index(m, pos) + len(m)
+    return out
 
 
 @pytest.fixture
@@ -301,14 +328,11 @@ def test_safe_mode_boot_skips_main(vpen_factory):
     vp = vpen_factory(speed=1, hold="start")
     with serial.Serial(vp.port, 115200, timeout=1) as s:
         out = b""
-        deadline = time.monotonic() + 15
-        while b">>>" not in out and time.monotonic() < deadline:
-            out += s.read(4096)
+        out = read_until(s, b">>>")
         assert b"service mode" in out, out
         # At the REPL (virtual time stands still, so ask the simulated board directly: the
         # REPL runs in sim/vpen.py's namespace, where PEN is the virtual board).
         s.write(b"import drivers.board; print('SAFE', drivers.board.SAFE_MODE, "
                 b"PEN.display.frames, PEN.display.on, PEN.motor.turns)\r\n")
-        time.sleep(0.5)
-        out = s.read(4096)
+        out = read_until(s, b"SAFE ", b">>>")
     assert b"SAFE True 0 False 0" in out, out

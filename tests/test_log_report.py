@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-import time
 
 from pen.cli import main as pen_main
 from pen.link import open_link
@@ -21,31 +20,32 @@ def run_pen(capsys, *argv) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def wait(link, ok, timeout=20.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+def wait(link, pen, ok, timeout_ms=20000) -> dict:
+    """Ask the pen until `ok(status)`; fail after `timeout_ms` of the pen's own time (the side
+    channel's `wait MS` answers after MS of virtual time)."""
+    for _ in range(0, timeout_ms, 50):
         st = link.call("status")
         if ok(st):
             return st
-        assert time.monotonic() < deadline, st
-        time.sleep(0.05)
+        pen.ctl("wait", "50")
+    raise AssertionError(f"not within {timeout_ms} ms of the pen's time: {st}")
 
 
-def start_needle(port: str, hz: int = 100, depth: float = 1.0) -> None:
-    with open_link(port) as link:
-        wait(link, lambda s: s["homed"] and s["state"] == "READY")
+def start_needle(pen, hz: int = 100, depth: float = 1.0) -> None:
+    with open_link(pen.port) as link:
+        wait(link, pen, lambda s: s["homed"] and s["state"] == "READY")
         link.call(f"depth {depth:.2f}")
         link.call("arm")
         link.call("cartridge new")
-        wait(link, lambda s: s["depth_settled"])  # moved, its position checked (SF-13)
+        wait(link, pen, lambda s: s["depth_settled"])  # moved, its position checked (SF-13)
         link.call(f"run {hz}")
-        wait(link, lambda s: s["state"] == "RUNNING")
+        wait(link, pen, lambda s: s["state"] == "RUNNING")
 
 
-def stop_needle(port: str) -> None:
-    with open_link(port) as link:
+def stop_needle(pen) -> None:
+    with open_link(pen.port) as link:
         link.call("stop")
-        wait(link, lambda s: s["state"] in ("ARMED", "READY"))
+        wait(link, pen, lambda s: s["state"] in ("ARMED", "READY"))
 
 
 def test_log_with_pulled_cable_loses_nothing_and_reports(vpen_factory, tmp_path, capsys):
@@ -56,28 +56,32 @@ def test_log_with_pulled_cable_loses_nothing_and_reports(vpen_factory, tmp_path,
     summary."""
     pen = vpen_factory(speed=SPEED)
     db = tmp_path / "t.sqlite3"
-    start_needle(pen.port, hz=100)
+    start_needle(pen, hz=100)
     pen.ctl("load", "0.8")
     rc, out, err = run_pen(capsys, "--port", pen.port, "log", "--db", str(db), "--duration",
                            "5", "--rate", "200", "--simulate-disconnect", "1.5:1.5", "--csv",
                            str(tmp_path / "s.csv"), "--quiet", "--json")  # fmt: skip
     assert rc == 0, err
-    stop_needle(pen.port)
+    stop_needle(pen)
     summ = json.loads(out)
     assert summ["reconnects"] == 1
-    assert summ["backfilled"] >= 200  # ~6 s of the pen's time at 200 Hz, minus what was queued
+    assert summ["backfilled"] > 0
     assert summ["missing"] == 0 and summ["missing_in_store"] == 0 and summ["gaps"] == []
     con = sqlite3.connect(db)
     rows = con.execute(
-        "SELECT seq, t_ms FROM samples WHERE session_id=? ORDER BY seq", (summ["session"],)
+        "SELECT seq, t_ms, source FROM samples WHERE session_id=? ORDER BY seq",
+        (summ["session"],),
     ).fetchall()
     seqs = [r[0] for r in rows]
     t = [r[1] for r in rows]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    # How much pen time 5 wall seconds give depends on how fast this machine runs the virtual
-    # pen (nominally 20 s, 4000 samples); what matters is that the run spans the disconnect
-    # (the backfill) with more on both sides, contiguously.
-    assert len(seqs) == summ["samples"] > summ["backfilled"] + 200
+    # How much pen time the 5 s of `--duration` and the 1.5 s disconnect (host times, as a user
+    # gives them) span depends on how fast this machine runs the virtual pen; what matters does
+    # not: samples were fetched back between live ones on both sides, and every sample of the
+    # pen's time is there, 5 ms apart.
+    sources = "".join("B" if r[2] != "live" else "L" for r in rows)
+    assert "B" in sources and sources.startswith("L") and sources.endswith("L")
+    assert len(seqs) == summ["samples"] and sources.count("B") == summ["backfilled"]
     assert all(0 < b - a <= 10 for a, b in zip(t, t[1:]))  # 5 ms apart, no hole in time
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert len(rows) == len(seqs)

@@ -10,7 +10,6 @@ timeout.
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
 
 import pytest
@@ -24,6 +23,7 @@ from pen.records.timeutil import now
 SPEED = 4  # virtual seconds per wall second
 SECRET = b"virtual-pen-test-secret-not-real"  # docs/protocol.md: the virtual pen's test secret
 PRESET_RANGE = 18  # firmware/errors.py
+_POLL_MS = 50  # the pen's time between two `status` questions while waiting
 NO = "active_acne=no,eczema=no,rosacea=no"
 
 
@@ -55,54 +55,47 @@ class VPen:
         return self.call("status")
 
     def wait(self, pred, timeout: float = 20.0, what: str = "condition") -> dict:
-        deadline = time.monotonic() + timeout
+        """Ask the pen until `pred(status)`; fail after `timeout` s of the pen's own time."""
+        waited_ms = 0
         st: dict = {}
-        while time.monotonic() < deadline:
+        while waited_ms <= timeout * 1000:
             st = self.status()
             if pred(st):
                 return st
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; last status {st}")
+            self.sleep(_POLL_MS)
+            waited_ms += _POLL_MS
+        raise AssertionError(f"no {what} within {timeout:g} s of the pen's time; last status {st}")
+
+    def sleep(self, ms: int):
+        """`ms` of the pen's own (virtual) time (the side channel answers when they are over)."""
+        self.vp.ctl("wait", str(ms))
 
     def events(self, name: str) -> list[dict]:
+        """The events the pen sent so far: they come before the reply to a later command."""
         link = self.open()
-        link.poll(0.2)
+        link.call("status")
         return [u.data for u in link.take_unsolicited("E") if u.data.get("event") == name]
 
-    def press(self, buttons: str, ms: int = 100, settle_ms: int = 150):
-        """Press and release (virtual time), then let the UI see the release."""
+    def press(self, buttons: str, ms: int = 100):
+        """Press and release; returns once the pen has seen the whole gesture."""
         self.vp.ctl("press", buttons, "--hold-ms", str(ms))
-        self.virtual_sleep(ms + settle_ms)
-
-    def virtual_sleep(self, ms: int):
-        """Wait `ms` of the pen's own (virtual) time, however slowly the machine runs it."""
-
-        def now_us() -> int:
-            return int(dict(kv.split("=") for kv in self.vp.ctl("truth").split())["t_us"])
-
-        t0 = now_us()
-        deadline = time.monotonic() + 60
-        while now_us() < t0 + ms * 1000:
-            assert time.monotonic() < deadline, "the virtual pen's clock stands still"
-            time.sleep(0.02)
 
     def screen(self) -> list[str]:
         return json.loads(self.vp.ctl("screen"))["lines"]
 
     def run_pass(self, ms: int):
         """Run the needle for `ms` of virtual time (armed, cartridge confirmed), then stop."""
-        deadline = time.monotonic() + 5
-        while True:  # refused (BUSY) while the depth stop still settles at its target
-            try:
+        for waited_ms in range(0, 5000, _POLL_MS):
+            try:  # refused (BUSY) while the depth stop still settles at its target
                 self.call("run")
                 break
             except PenRefused as exc:
-                if exc.code != 10 or time.monotonic() > deadline:
+                if exc.code != 10 or waited_ms + _POLL_MS >= 5000:
                     raise
-                time.sleep(0.05)
+                self.sleep(_POLL_MS)
         self.wait(lambda s: s["state"] == "RUNNING" and s["measured_hz"] > 0.9 * s["target_hz"],
                   timeout=10, what="running at the rate")  # fmt: skip
-        time.sleep(ms / 1000 / SPEED)
+        self.sleep(ms)
         self.call("stop")
         self.wait(lambda s: s["state"] == "ARMED", timeout=10, what="stopped")
 
@@ -261,7 +254,7 @@ def test_full_flow_client_plan_checklist_preset_session_record_history(pen, cli)
     pen.wait(lambda s: abs(s["depth_mm"] - 1.55) < 0.02, timeout=5, what="1.55")
     pen.press("start")  # a short START on the armed pen: run
     pen.wait(lambda s: s["state"] == "RUNNING" and s["measured_hz"] > 100, timeout=10, what="run")
-    time.sleep(1.0 / SPEED)
+    pen.sleep(1000)
     pen.press("start")  # stop, on the press
     pen.wait(lambda s: s["state"] == "ARMED", timeout=10, what="stopped")
     summary = pen.call("session summary last")
