@@ -77,16 +77,86 @@ def test_status_over_the_virtual_pen(vpen, capsys):
     assert rc == 0 and out.startswith(f"pen on {vpen.port}: firmware ")
 
 
-def _wait_ready(port: str) -> None:
+def _wait_ready(port: str, capsys) -> None:
+    """`pen home` returns once the pen reports itself homed (it homes by itself after boot)."""
+    rc, out, err = run_pen(capsys, "--port", port, "home", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["status"]["state"] == "READY"
+
+
+def test_the_demo_by_hand(vpen, capsys):
+    """HT-60, HT-61: `pen home/arm/cartridge new/run/stop/disarm/clear/reset` do what the
+    buttons do, through the pen's protocol; a refusal names the command that gets past it."""
+    port = vpen.port
+    _wait_ready(port, capsys)
+
+    def pen(*argv):
+        rc, out, err = run_pen(capsys, "--port", port, *argv, "--json")
+        assert rc == 0, (argv, err)
+        return json.loads(out)
+
+    def refused(*argv):
+        rc, out, err = run_pen(capsys, "--port", port, *argv)
+        assert rc == 1 and out == "", (argv, out)
+        return err
+
+    assert "`pen arm`" in refused("run", "100")
+    assert pen("arm")["status"]["state"] == "ARMED"
+    assert "`pen cartridge new`" in refused("run", "100")
+    assert pen("cartridge", "new")["reply"]["cartridge"] >= 1
+    got = pen("run", "100")["status"]
+    assert got["state"] == "RUNNING" and got["target_hz"] == 100
+    assert pen("stop")["status"]["state"] == "ARMED"
+    assert pen("disarm")["status"]["state"] == "READY"
+    assert pen("clear")["status"]["state"] == "READY"
+    assert pen("arm")["status"]["state"] == "ARMED"
+    got = pen("reset")  # the application starts again: disarmed, no cartridge
+    assert got["hello"]["protocol_version"] == 1
+    assert got["status"]["state"] in ("BOOT", "LOCKED", "HOMING", "READY")
+    assert not got["status"]["cartridge_ok"]
+    _wait_ready(port, capsys)
+
+
+def test_other_commands_work_while_a_log_runs(vpen, capsys, tmp_path):
+    """HT-62: while `pen log` holds the port, other `pen` commands go through its link (a local
+    socket) instead of failing to open the port; what only the port's holder can do (the
+    telemetry stream, a reset) is refused with what to do."""
+    import os
+    import signal
+    import subprocess
+    import sys
     import time
+    from pathlib import Path
 
-    from pen.link import open_link
+    from pen.link.share import socket_path
 
-    with open_link(port) as link:
-        deadline = time.monotonic() + 20
-        while not (st := link.call("status"))["homed"] or st["state"] != "READY":
-            assert time.monotonic() < deadline, st
+    port = vpen.port
+    _wait_ready(port, capsys)
+    log = subprocess.Popen(
+        [str(Path(sys.executable).with_name("pen")), "--port", port, "log", "--db",
+         str(tmp_path / "t.sqlite3"), "--quiet", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for _ in range(600):  # until the logger lends its link (or ends)
+            if socket_path(port).exists() or log.poll() is not None:
+                break
             time.sleep(0.05)
+        assert log.poll() is None and socket_path(port).exists(), log.stderr.read()
+        rc, out, err = run_pen(capsys, "--port", port, "status", "--json")
+        assert rc == 0 and json.loads(out)["status"]["state"] == "READY", err
+        rc, out, err = run_pen(capsys, "--port", port, "arm", "--json")
+        assert rc == 0 and json.loads(out)["status"]["state"] == "ARMED", err
+        rc, out, err = run_pen(capsys, "--port", port, "get", "stroke_hz")
+        assert rc == 0 and out.strip(), err
+        rc, out, err = run_pen(capsys, "--port", port, "reset")
+        assert rc == 1 and "stop the log" in err
+    finally:
+        os.kill(log.pid, signal.SIGINT)  # Ctrl-C: the logger ends its session
+        out, err = log.communicate(timeout=60)
+    assert log.returncode == 0, err
+    assert json.loads(out)["samples"] > 0
+    assert not socket_path(port).exists()
 
 
 def test_settings_unlock_save_and_load(vpen, tmp_path, capsys, monkeypatch):
@@ -97,7 +167,7 @@ def test_settings_unlock_save_and_load(vpen, tmp_path, capsys, monkeypatch):
     calibration saved from another pen is never loaded."""
     monkeypatch.delenv("PEN_SECRET", raising=False)
     port = vpen.port
-    _wait_ready(port)
+    _wait_ready(port, capsys)
     secret = tmp_path / "secret.key"
     secret.write_text(TEST_SECRET.encode().hex() + "\n")
 
