@@ -336,3 +336,15 @@ def test_safe_mode_boot_skips_main(vpen_factory):
                 b"PEN.display.frames, PEN.display.on, PEN.motor.turns)\r\n")
         out = read_until(s, b"SAFE ", b">>>")
     assert b"SAFE True 0 False 0" in out, out
+
+
+def test_side_channel_answers_on_the_pens_clock(pen):
+    """HT-63: `wait MS` answers after MS of the pen's own time, and `press` once the pen has
+    seen the whole gesture: a START held 1.2 s has armed the pen when the press returns."""
+    t0 = int(pen.truth()["t_us"])
+    pen.virtual_sleep(500)
+    t1 = int(pen.truth()["t_us"])
+    assert t1 - t0 >= 500_000
+    done = int(pen.vp.ctl("press", "start", "--hold-ms", "1200").split("=")[1])
+    assert done >= t1 + 1_200_000
+    assert pen.status()["state"] == "ARMED"
