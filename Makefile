@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test demo sim bench report lint clean
+.PHONY: venv test test-loaded demo sim bench report lint clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,13 @@ $(STAMP): requirements-dev.txt pyproject.toml tools/mkstubs.py
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The tests that drive the virtual pen in real time, with every core kept busy: their verdicts
+# wait on the pen (its state, its own clock), so they come out the same, only later.
+test-loaded: $(STAMP)
+	$(BIN)/python tools/loaded.py -- $(BIN)/pytest -q -p no:cacheprovider \
+	  tests/test_device_scenarios.py tests/test_treat_vpen.py tests/test_log_report.py \
+	  tests/test_cli_e2e.py
 
 demo: $(STAMP)
 	$(BIN)/python -m pen.demo
