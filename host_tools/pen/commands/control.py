@@ -14,7 +14,7 @@ import json
 import time
 
 from ..errors import CliError
-from ..link import LinkError, PenRefused, firmware_module, session
+from ..link import LinkError, PenRefused, SharedLink, firmware_module, session
 
 # What to do after a refusal, by the firmware's error code (firmware/errors.py).
 _NEXT = {
@@ -49,8 +49,8 @@ def _send(args, line: str, wait=None, what: str = "") -> int:
                 if wait(status):
                     break
                 if status.get("fault"):
-                    raise CliError(f"the pen faulted while {what}: {status['fault']} "
-                                   "(see `pen status`; `pen clear` once its cause is gone)")  # fmt: skip
+                    raise CliError(f"the pen faulted while {what}: {status['fault']} (see "
+                                   "`pen status`; `pen clear` once its cause is gone)")  # fmt: skip
                 if time.monotonic() > deadline:
                     raise CliError(f"the pen did not finish {what} within {WAIT_S:g} s "
                                    f"(state {status.get('state')})")  # fmt: skip
@@ -120,9 +120,8 @@ def cmd_service(args) -> int:
 
 def cmd_reset(args) -> int:
     """Restart the pen's application (a soft reset), then handshake again."""
-    link = None
     with session(args, check=False) as link:
-        if not hasattr(link, "soft_reset"):
+        if isinstance(link, SharedLink):
             raise CliError("`pen log` is recording from this pen and holds its port: stop the "
                            "log (Ctrl-C), then `pen reset`")  # fmt: skip
         try:
