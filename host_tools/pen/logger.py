@@ -12,7 +12,6 @@ turns telemetry on again, and the next live sample's `seq` shows what to backfil
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sqlite3
@@ -402,18 +401,6 @@ def missing_in_store(db: sqlite3.Connection, session_id: int) -> int:
         "WHERE session_id=? GROUP BY boot", (session_id,)
     ).fetchall()  # fmt: skip
     return sum(r["b"] - r["a"] + 1 - r["n"] for r in rows)
-
-
-def export_csv(db: sqlite3.Connection, session_id: int, path: Path) -> int:
-    samples = session_samples(db, session_id)
-    cols = ["session_id", "boot", *FIELDS, "source"]
-    extra = sorted({k for s in samples for k in s} - set(cols))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols + extra, extrasaction="ignore")
-        w.writeheader()
-        for s in samples:
-            w.writerow(s)
-    return len(samples)
 
 
 def parse_disconnects(specs: list[str] | None) -> list[tuple[float, float]]:

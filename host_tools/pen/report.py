@@ -1,8 +1,10 @@
-"""A logged session's report: figures (PNG) and a summary (duration, passes, rate error, depth
-used, strokes, faults), from the samples `pen log` stored."""
+"""A logged session's report: figures (PNG), a summary (duration, passes, rate error, depth
+used, strokes, faults) and the samples as CSV, from what `pen log` stored. (A treatment
+session's record for the client's file is `pen.records.html`.)"""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +200,14 @@ def plot(samples: list[dict], analysis: dict, out: Path, title: str = "") -> Pat
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def export_samples_csv(db: sqlite3.Connection, session_id: int, path: Path) -> int:
+    """A logged session's samples as CSV (one row per sample); returns how many."""
+    from . import logger as lg
+    from .records.export import write_csv
+
+    samples = lg.session_samples(db, session_id)
+    cols = ["session_id", "boot", *lg.FIELDS, "source"]
+    extra = sorted({k for s in samples for k in s} - set(cols))
+    return write_csv(path, cols + extra, samples)

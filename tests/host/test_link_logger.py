@@ -92,7 +92,7 @@ def test_csv_export_and_sessions_list(tmp_path):
     sid = lg.start()
     run_for(lg, 0.3)
     lg.finish()
-    n = LG.export_csv(db, sid, tmp_path / "s.csv")
+    n = RP.export_samples_csv(db, sid, tmp_path / "s.csv")
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert len(rows) == n > 10
     assert {"seq", "t_ms", "stroke_hz", "target_hz", "depth_mm", "fault"} <= set(rows[0])

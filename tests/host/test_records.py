@@ -20,7 +20,7 @@ from pen.presets import PresetError, load_presets, preset_to_settings_lines, val
 from pen.records import default_db_path, resolve_db_path, schema
 from pen.records import pen_adapter as adapter
 from pen.records.export import export_csv, export_data
-from pen.records.report import render_session_html
+from pen.records.html import render_session_html
 from pen.records.series import Plan, check_spacing, plan_status
 from pen.records.store import ContraindicationBlocked, Records, RecordsError
 from pen.records.summary import SummaryError, parse_summary

@@ -92,13 +92,7 @@ def format_session(session: SessionRecord) -> list[str]:
         f"session {session.id}  {s['started_at']}  {s['indication']} / {s['area']}  [{s['status']}]"
     ]
     if s["preset"]:
-        preset = s["preset"]
-        if s["preset_depth_min_mm"] is not None:
-            preset += (
-                f" ({s['preset_depth_min_mm']:.2f}-{s['preset_depth_max_mm']:.2f} mm, "
-                f"default {s['preset_depth_default_mm']:.2f} mm, {s['preset_stroke_hz']} Hz)"
-            )
-        lines.append(f"  preset: {preset}")
+        lines.append(f"  preset: {session.preset_text()}")
     duration = _fmt(s["duration_s"], ".0f", " s")
     lines.append(
         f"  cartridge: {s['cartridge'] or '-'}  duration: {duration}  "

@@ -105,7 +105,9 @@ def cmd_log(args) -> int:
         stats = lg.finish()
     summ = lgmod.summary(stats, sid, db)
     if args.csv:
-        n = lgmod.export_csv(db, sid, Path(args.csv))
+        from ..report import export_samples_csv
+
+        n = export_samples_csv(db, sid, Path(args.csv))
         summ["csv"] = args.csv
         print(f"{n} samples exported to {args.csv}", file=sys.stderr)
     db.close()

@@ -23,7 +23,7 @@ from ..records.cli_support import (
     presets_of,
     warn,
 )
-from ..records.report import render_session_html
+from ..records.html import render_session_html
 from ..records.store import ContraindicationBlocked, Records
 from ..records.summary import SummaryError, parse_summary
 from ..records.timeutil import now, parse_iso, to_iso

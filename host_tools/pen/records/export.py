@@ -6,7 +6,7 @@ import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from . import schema
 from .store import Records
@@ -110,6 +110,18 @@ def _rows(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> int:
+    """One CSV file: a header of `columns`, then each row's values of them; returns the rows."""
+    n = 0
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+            n += 1
+    return n
+
+
 def export_csv(records: Records, directory: Path, client_id: str | None = None) -> list[Path]:
     """Write one CSV per table into `directory` (created); return the files written."""
     directory = Path(directory)
@@ -117,9 +129,6 @@ def export_csv(records: Records, directory: Path, client_id: str | None = None) 
     written = []
     for name, rows in _rows(export_data(records, client_id)).items():
         path = directory / f"{name}.csv"
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_TABLES[name], extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(path, CSV_TABLES[name], rows)
         written.append(path)
     return written

@@ -64,6 +64,18 @@ class SessionRecord:
     def __getitem__(self, key: str) -> Any:
         return self.row[key]
 
+    def preset_text(self) -> str | None:
+        """The preset the session used, with its range, default depth and rate, or None."""
+        s = self.row
+        if not s["preset"]:
+            return None
+        if s["preset_depth_min_mm"] is None:
+            return s["preset"]
+        return (
+            f"{s['preset']} ({s['preset_depth_min_mm']:.2f}-{s['preset_depth_max_mm']:.2f} mm, "
+            f"default {s['preset_depth_default_mm']:.2f} mm, {s['preset_stroke_hz']} Hz)"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         data = dict(self.row)
         data["answers"] = self.answers

@@ -45,14 +45,7 @@ def render_session_html(session: SessionRecord, aftercare: str | None = None) ->
     """The HTML record of one session. The aftercare text is the one stored with the session
     when it started (so a later edit does not rewrite history), else `aftercare`."""
     s = session.row
-    preset = "none"
-    if s["preset"]:
-        preset = s["preset"]
-        if s["preset_depth_min_mm"] is not None:
-            preset += (
-                f" ({s['preset_depth_min_mm']:.2f}-{s['preset_depth_max_mm']:.2f} mm, "
-                f"default {s['preset_depth_default_mm']:.2f} mm, {s['preset_stroke_hz']} Hz)"
-            )
+    preset = session.preset_text() or "none"
     facts = [
         ("Client (pseudonym)", s["client_id"]),
         ("Date", s["started_at"]),
