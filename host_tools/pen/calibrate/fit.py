@@ -36,12 +36,14 @@ def _calib_mod():
 
 def axis_constants() -> dict[str, int]:
     dep = firmware_module("firmware.depth")
-    ax = getattr(dep, "DepthAxis", None)
+    if dep is None:
+        raise CalibrationError("firmware/depth.py is missing from this checkout")
+    ax = dep.DepthAxis
     return {
-        "min_steps": getattr(ax, "MIN_STEPS", 16),
-        "takeup_steps": getattr(ax, "TAKEUP_STEPS", 24),
-        "travel_steps": getattr(ax, "TRAVEL_STEPS", 1440),
-        "limit_max_um": getattr(ax, "LIMIT_MAX_UM", 3000),
+        "min_steps": ax.MIN_STEPS,
+        "takeup_steps": ax.TAKEUP_STEPS,
+        "travel_steps": ax.TRAVEL_STEPS,
+        "limit_max_um": ax.LIMIT_MAX_UM,
     }
 
 
