@@ -15,7 +15,8 @@ def make_link(pen: FakePen, **kw) -> L.PenLink:
     kw.setdefault("expect", EXPECT)
     kw.setdefault("timeout", 0.5)
     kw.setdefault("reconnect_timeout", 2.0)
-    return L.PenLink("/dev/fake", serial_factory=lambda port: FakeSerial(pen), **kw)
+    kw.setdefault("serial_factory", lambda port: FakeSerial(pen))
+    return L.PenLink("/dev/fake", **kw)
 
 
 def test_handshake_with_tags_and_command_replies():
@@ -205,3 +206,39 @@ def test_pen_adapter_opens_this_link(monkeypatch):
     link = pen_adapter.open_link("/dev/fake")
     assert link.command("get depth") == 'ok {"depth": 0.5}'
     pen_adapter.close_link(link)
+
+
+def test_soft_reset_goes_through_the_prompt_and_handshakes_again():
+    """HT-60: `pen reset`: Ctrl-C leaves the application for the prompt, Ctrl-D there restarts
+    it, and the link handshakes with the restarted pen; a pen that never shows the prompt is
+    an error that says so."""
+
+    class Board(FakeSerial):
+        def write(self, data):
+            if b"\x03" in data:
+                self.pen.pending += b"\r\nKeyboardInterrupt\r\n>>> "
+                self.pen.at_prompt = True
+                return len(data)
+            if b"\x04" in data and self.pen.at_prompt:
+                self.pen.at_prompt = False
+                self.pen.resets += 1
+                self.pen.pending += b"MPY: soft reboot\r\n"
+                return len(data)
+            return super().write(data)
+
+    pen = FakePen()
+    pen.at_prompt, pen.resets = False, 0
+    link = make_link(pen, serial_factory=lambda port: Board(pen))
+    link.open()
+    hello = link.soft_reset(timeout=2.0)
+    assert pen.resets == 1 and hello["serial"] == HELLO["serial"] and link.reconnects == 1
+    assert link.call("get depth_mm") == {"depth_mm": 0.5}
+
+    class Deaf(FakeSerial):
+        def write(self, data):
+            return len(data) if b"\x03" in data else super().write(data)
+
+    deaf = FakePen()
+    link = make_link(deaf, serial_factory=lambda port: Deaf(deaf)).open()
+    with pytest.raises(L.LinkError, match="prompt"):
+        link.soft_reset(timeout=1.0)
