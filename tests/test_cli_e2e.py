@@ -149,6 +149,9 @@ def test_other_commands_work_while_a_log_runs(vpen, capsys, tmp_path):
         assert rc == 0 and json.loads(out)["status"]["state"] == "ARMED", err
         rc, out, err = run_pen(capsys, "--port", port, "get", "stroke_hz")
         assert rc == 0 and out.strip(), err
+        rc, out, err = run_pen(capsys, "--port", port, "sessions", "--db",
+                               str(tmp_path / "other.sqlite3"), "--json")  # fmt: skip
+        assert rc == 0 and isinstance(json.loads(out)["pen"], list), err
         rc, out, err = run_pen(capsys, "--port", port, "reset")
         assert rc == 1 and "stop the log" in err
     finally:

@@ -21,18 +21,15 @@ def register(subparsers) -> None:
 
 
 def _pen_sessions(args) -> tuple[list | None, str | None]:
-    from ..link import LinkError, PenLink, PortNotFound
+    from ..link import LinkError, PortNotFound, session
 
-    link = PenLink(args.port, check=False, timeout=3.0)
     try:
-        link.open()
-        return link.call("session list"), None
+        with session(args, check=False, timeout=3.0) as link:
+            return link.call("session list"), None
     except PortNotFound:
         return None, "no pen connected"
     except LinkError as exc:
         return None, str(exc)
-    finally:
-        link.close()
 
 
 def cmd_sessions(args) -> int:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+from . import pen_link as _pen_link
 from .errors import (
     DifferentPen,
     HandshakeMismatch,
@@ -38,7 +39,7 @@ from .errors import (
 )
 from .firmware_import import firmware_module
 from .handshake import Expectation, check_hello
-from .pen_link import DEFAULT_TIMEOUT, MAX_LINE, PenLink, open_link
+from .pen_link import DEFAULT_TIMEOUT, MAX_LINE, PenLink
 from .replies import READ_ONLY, Reply, Unsolicited, is_read_only, parse_reply
 from .share import LinkServer, SharedLink
 from .transport import BAUDRATE, PORT_ENV, USB_PID, USB_VID, find_port
@@ -50,6 +51,18 @@ __all__ = [
     "Unsolicited", "check_hello", "find_port", "firmware_module", "is_read_only", "open_link",
     "parse_reply", "session",
 ]  # fmt: skip
+
+
+def open_link(port: str | None = None, *, check: bool = True, **kw) -> PenLink | SharedLink:
+    """The pen's link, open and handshaken: the one a running `pen log` lends for this port,
+    else the port itself (`pen.records.pen_adapter` and scripts use this)."""
+    shared = SharedLink.connect(find_port(port), kw.get("timeout", DEFAULT_TIMEOUT))
+    if shared is not None:
+        if shared.mismatch and check:
+            shared.close()
+            raise HandshakeMismatch(shared.mismatch, shared.hello)
+        return shared
+    return _pen_link.open_link(port, check=check, **kw)
 
 
 @contextlib.contextmanager
