@@ -14,7 +14,7 @@ import json
 import time
 
 from ..errors import CliError
-from ..link import LinkError, PenRefused, SharedLink, firmware_module, session
+from ..link import LinkError, NoPrompt, PenRefused, SharedLink, firmware_module, session
 
 # What to do after a refusal, by the firmware's error code (firmware/errors.py).
 _NEXT = {
@@ -126,6 +126,9 @@ def cmd_reset(args) -> int:
                            "log (Ctrl-C), then `pen reset`")  # fmt: skip
         try:
             hello = link.soft_reset()
+        except NoPrompt as exc:
+            raise CliError(f"{exc}: its application takes Ctrl-C as protocol input; restart it "
+                           "by switching it off and on") from exc  # fmt: skip
         except LinkError as exc:
             raise CliError(f"the pen did not come back after the reset: {exc}") from exc
         status = link.call("status")

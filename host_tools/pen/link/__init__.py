@@ -33,6 +33,7 @@ from .errors import (
     HandshakeMismatch,
     LinkError,
     LinkLost,
+    NoPrompt,
     PenRefused,
     PortNotFound,
     ReplyTimeout,
@@ -47,7 +48,7 @@ from .transport import BAUDRATE, PORT_ENV, USB_PID, USB_VID, find_port
 __all__ = [
     "BAUDRATE", "DEFAULT_TIMEOUT", "MAX_LINE", "PORT_ENV", "READ_ONLY", "USB_PID", "USB_VID",
     "DifferentPen", "Expectation", "HandshakeMismatch", "LinkError", "LinkLost", "LinkServer",
-    "PenLink", "PenRefused", "PortNotFound", "Reply", "ReplyTimeout", "SharedLink",
+    "NoPrompt", "PenLink", "PenRefused", "PortNotFound", "Reply", "ReplyTimeout", "SharedLink",
     "Unsolicited", "check_hello", "find_port", "firmware_module", "is_read_only", "open_link",
     "parse_reply", "session",
 ]  # fmt: skip

@@ -33,6 +33,11 @@ class DifferentPen(LinkLost):
     """After a reconnect, another pen (another serial number) answered on the port."""
 
 
+class NoPrompt(LinkError):
+    """The pen did not leave its application for the MicroPython prompt on Ctrl-C (firmware
+    that takes Ctrl-C as protocol input)."""
+
+
 class PenRefused(LinkError):
     """The pen answered `error:N MESSAGE`."""
 

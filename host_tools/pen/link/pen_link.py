@@ -15,6 +15,7 @@ from .errors import (
     HandshakeMismatch,
     LinkError,
     LinkLost,
+    NoPrompt,
     PenRefused,
     PortFailed,
     ReplyTimeout,
@@ -226,7 +227,8 @@ class PenLink:
             try:
                 self.transport.write(b"\r\x03\x03")
                 if not self.transport.read_until(b">>> ", time.monotonic() + 5.0):
-                    raise LinkError("the pen did not reach the MicroPython prompt after Ctrl-C")
+                    raise NoPrompt("the pen did not leave its application for the MicroPython "
+                                   "prompt on Ctrl-C")  # fmt: skip
                 self.transport.write(b"\x04")
             except PortFailed as exc:
                 raise LinkLost(f"the pen's port failed during the reset: {exc}") from exc
