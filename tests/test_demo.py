@@ -10,18 +10,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    """HT-50: the demo boots the virtual pen, handshakes, homes, calibrates, sets a depth, arms,
-    confirms a cartridge, runs the needle under skin load with live figures, stops, and prints
-    the session's summary and report PNG."""
+    """HT-50, HT-60, HT-62: the demo boots the virtual pen, handshakes, homes, calibrates, sets
+    a depth, arms, confirms a cartridge, runs the needle under skin load with live figures,
+    stops, and prints the session's summary and report PNG, every step a `pen` command (those
+    during the log through the log's link)."""
     res = subprocess.run(
         [sys.executable, "-m", "pen.demo", "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     out = res.stdout
     assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
-    for step in ("$ pen --port", "status", "homed in", "calibration accepted", "set depth",
-                 "arm; cartridge new", "run 100", "sim-ctl load 0.8", "stop", "$ pen report",
-                 "passes: 1", "strokes:", "faults: none"):  # fmt: skip
+    for step in ("$ pen --port", "status", "home: ok; state READY", "calibration accepted",
+                 "set depth", "arm: ok", "cartridge new: ok", "run 100: ok",
+                 "sim-ctl load 0.8", "stop: ok", "disarm: ok", "$ pen report", "passes: 1",
+                 "strokes:", "faults: none"):  # fmt: skip
         assert step in out, step
     assert " 0 missing" in out
     pngs = sorted(p.name for p in tmp_path.glob("session-*.png"))

@@ -3,7 +3,8 @@
 Starts a virtual pen (`pen sim`), then: handshake and status, homing, a quick depth
 calibration with the virtual gauge, a depth, arming and a new cartridge, the needle at a set
 stroke rate for a few seconds under skin load with live figures (the `pen log` engine), stop,
-and the session's summary and report PNG (`pen report`).
+and the session's summary and report PNG (`pen report`). Every step is a `pen` command, as
+typed by hand (README); while the log records, the commands go through its link.
 """
 
 from __future__ import annotations
@@ -58,23 +59,6 @@ def wait_status(link, ok, what: str, timeout: float = 20.0) -> dict:
         time.sleep(0.1)
 
 
-def home(port: str) -> None:
-    from .link import open_link
-
-    link = open_link(port)
-    try:
-        st = link.call("status")
-        if st.get("state") == "LOCKED" and not st.get("homed"):
-            print("$ (link) home", flush=True)
-            link.call("home")
-        t0 = time.monotonic()
-        st = wait_status(link, lambda s: s.get("homed") and s.get("state") == "READY", "homing")
-        print(f"homed in {time.monotonic() - t0:.1f} s: state {st['state']}, depth "
-              f"{st['depth_mm']:.3f} mm")  # fmt: skip
-    finally:
-        link.close()
-
-
 def run_session(port: str, out: Path, hz: int, depth: float, seconds: float, load: float):
     """Arm, new cartridge, run under skin load with live figures, stop. Returns the session."""
     from rich.console import Console
@@ -82,25 +66,21 @@ def run_session(port: str, out: Path, hz: int, depth: float, seconds: float, loa
 
     from . import logger as lg
     from .commands.log import live_view
-    from .link import open_link
+    from .link import session
     from .sim import ctl_command
 
+    pen("--port", port, "arm")
+    pen("--port", port, "cartridge", "new")
     db = lg.open_db(out / "telemetry.sqlite3")
-    link = open_link(port)
-    try:
-        wait_status(link, lambda s: s.get("homed") and s.get("state") == "READY", "homing")
-        print(f"$ (link) depth {depth:.2f}; arm; cartridge new", flush=True)
-        link.call(f"depth {depth:.2f}")
-        link.call("arm")
-        link.call("cartridge new")
+    # The log's link, lent to the `pen` commands below (as `pen log` lends it).
+    with session(argparse.Namespace(port=port), share=True) as link:
         # the depth stop moves to its depth, and its position is checked at the endstop
         wait_status(link, lambda s: s.get("depth_settled"),
                     "moving the depth stop, checking its position")  # fmt: skip
         logger = lg.TelemetryLogger(link, db, rate_hz=50, note="make demo")
         sid = logger.start()
-        print(f"$ (link) run {hz}; after {seconds / 3:.1f} s: pen sim-ctl load {load}",
-              flush=True)  # fmt: skip
-        link.call(f"run {hz}")
+        pen("--port", port, "run", str(hz))
+        print(f"(after {seconds / 3:.1f} s: pen sim-ctl load {load})", flush=True)
         t_load = logger.elapsed() + seconds / 3
         t_end = logger.elapsed() + seconds
         with Live(live_view(logger, t_end), console=Console(), refresh_per_second=4) as live:
@@ -110,8 +90,7 @@ def run_session(port: str, out: Path, hz: int, depth: float, seconds: float, loa
                     ctl_command(port, f"load {load}")  # the needles meet the skin
                     t_load = None
                 live.update(live_view(logger, t_end))
-            print("$ (link) stop", flush=True)
-            link.call("stop")
+            pen("--port", port, "stop", "--no-wait")
             ctl_command(port, "load 0")
             t_stop = time.monotonic() + 10
             while time.monotonic() < t_stop:
@@ -120,10 +99,8 @@ def run_session(port: str, out: Path, hz: int, depth: float, seconds: float, loa
                 if logger.stats.last.get("state") not in ("RUNNING", "STOPPING"):
                     break
         stats = logger.finish()
-        link.call("disarm")
+        pen("--port", port, "disarm")
         return sid, stats, db
-    finally:
-        link.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         say("handshake and status")
         pen("--port", port, "status")
         say("homing the depth axis (the pen homes by itself after boot)")
-        home(port)
+        pen("--port", port, "home")
         if not args.no_calibrate:
             say("quick depth calibration with the virtual gauge (pitch error, offset, backlash)")
             with tempfile.NamedTemporaryFile("w", suffix=".key", delete=False) as f:
