@@ -95,15 +95,13 @@ class VirtualPen:
                 self.buttons.press(args[0], hold)
                 if "--no-wait" in args:
                     return "ok"
-                done = self.sim.now + hold * 1000 + SEEN_AFTER_RELEASE_US
-                return (done, "ok t_us=%d" % done)
+                return (self.sim.now + hold * 1000 + SEEN_AFTER_RELEASE_US, "ok")
             if cmd == "wait":
                 # wait MS: answered after MS milliseconds of the pen's own (virtual) time.
                 ms = int(args[0])
                 if not 0 <= ms <= 600000:
                     return "error wait MS: 0..600000"
-                done = self.sim.now + ms * 1000
-                return (done, "ok t_us=%d" % done)
+                return (self.sim.now + ms * 1000, "ok")
             if cmd == "load":
                 v = float(args[0])
                 if not 0.0 <= v <= 1.0:
