@@ -25,6 +25,7 @@ class FakePen:
         self.hello = dict(hello or HELLO)
         self.settings = {"depth": 0.5}
         self.received: list[str] = []
+        self.realtime: list[bytes] = []  # real-time bytes received (`!`, `?`)
         self.before_reply: list[str] = []  # lines sent before the next reply (once)
         self.fail_after_lines: int | None = None  # the cable is pulled after N more lines
         self.swallow_reply = False  # a pulled cable eats the next reply
@@ -146,6 +147,10 @@ class FakeSerial:
 
     def write(self, data: bytes) -> int:
         self._check()
+        size = len(data)
+        for rt in (b"!", b"?"):  # real-time bytes: acted on at once, never part of a line
+            self.pen.realtime += [rt] * data.count(rt)
+            data = data.replace(rt, b"")
         self._out += data
         i = self._out.rfind(b"\n")
         if i >= 0:
@@ -154,7 +159,7 @@ class FakeSerial:
             if self.pen.fail_after_lines is not None:
                 self.pen.fail_after_lines -= n
             self.pen.feed(done)
-        return len(data)
+        return size
 
     @property
     def in_waiting(self) -> int:

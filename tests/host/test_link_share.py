@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from link_fakes import EXPECT, FakePen, FakeSerial
 
 from pen import link as L
@@ -75,3 +79,35 @@ def test_no_holder_means_the_port_itself(tmp_path, monkeypatch):
     with L.session(SimpleNamespace(port="/dev/fake")) as link:
         assert isinstance(link, L.PenLink)
     assert opened == [1]
+
+
+_requests = st.one_of(
+    st.binary(max_size=80).filter(lambda b: b"\n" not in b),
+    st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=20),
+                 lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c,
+                                                                     max_size=3),
+                 max_leaves=6).map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries({"op": st.sampled_from(["hello", "request", "realtime", "x"]),
+                           "line": st.text(max_size=40), "timeout": st.none() | st.floats(),
+                           "char": st.text(max_size=2)}).map(lambda v: json.dumps(v).encode()),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(reqs=st.lists(_requests, min_size=1, max_size=5))
+def test_any_request_gets_one_answer_and_the_server_goes_on(lent, reqs):
+    """HT-62: whatever a local process writes to the socket, each line gets one JSON answer and
+    the holder's link goes on serving (the class of inputs, not one case)."""
+    _, link = lent
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(socket_path("/dev/fake")))
+        f = s.makefile("rwb")
+        for raw in reqs:
+            f.write(raw + b"\n")
+            f.flush()
+            answer = json.loads(f.readline())
+            assert isinstance(answer, dict)
+    with SharedLink.connect("/dev/fake") as shared:
+        assert shared.call("get depth_mm") == {"depth_mm": 0.5}

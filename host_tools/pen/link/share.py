@@ -36,6 +36,9 @@ _ERRORS = {c.__name__: c for c in (E.LinkError, E.PortNotFound, E.ReplyTimeout, 
                                     E.DifferentPen)}  # fmt: skip
 
 
+_MAX_TIMEOUT_S = 120.0  # the longest reply wait a borrower may ask for
+
+
 def socket_path(port: str) -> Path:
     return paths.runtime_dir() / f"link-{Path(port).name}.sock"
 
@@ -100,7 +103,10 @@ class LinkServer:
             if _owned_by_logger(line):
                 raise E.LinkError(f"`{line}` is refused while `pen log` records from this pen "
                                   "(it owns the telemetry stream); stop the log first")  # fmt: skip
-            r = self.link.request(line, req.get("timeout"))
+            t = req.get("timeout")
+            if not isinstance(t, (int, float)) or not 0 < t <= _MAX_TIMEOUT_S:
+                t = None  # the link's own
+            r = self.link.request(line, t)
             return {"ok": r.ok, "payload": r.payload, "code": r.code, "raw": r.raw}
         if op == "realtime":
             self.link.realtime(str(req["char"]))
