@@ -232,7 +232,7 @@ def test_soft_reset_goes_through_the_prompt_and_handshakes_again():
     link.open()
     hello = link.soft_reset(timeout=2.0)
     assert pen.resets == 1 and hello["serial"] == HELLO["serial"] and link.reconnects == 1
-    assert link.call("get depth_mm") == {"depth_mm": 0.5}
+    assert link.call("get depth") == {"depth": 0.5}
 
     class Deaf(FakeSerial):
         def write(self, data):

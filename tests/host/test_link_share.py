@@ -33,8 +33,8 @@ def test_a_second_command_goes_through_the_holders_link(lent):
     pen, link = lent
     shared = SharedLink.connect("/dev/fake")
     assert shared is not None and shared.hello == link.hello and shared.port == "/dev/fake"
-    assert shared.call("get depth_mm") == {"depth_mm": 0.5}
-    assert pen.received[-1].endswith(" get depth_mm") and pen.received[-1].startswith("#")
+    assert shared.call("get depth") == {"depth": 0.5}
+    assert pen.received[-1].endswith(" get depth") and pen.received[-1].startswith("#")
     with pytest.raises(L.PenRefused) as exc:
         shared.call("get nope")
     assert exc.value.code == 6
@@ -110,4 +110,4 @@ def test_any_request_gets_one_answer_and_the_server_goes_on(lent, reqs):
             answer = json.loads(f.readline())
             assert isinstance(answer, dict)
     with SharedLink.connect("/dev/fake") as shared:
-        assert shared.call("get depth_mm") == {"depth_mm": 0.5}
+        assert shared.call("get depth") == {"depth": 0.5}
