@@ -9,17 +9,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from . import errors as E
 from . import handshake as hs
-from .errors import (
-    DifferentPen,
-    HandshakeMismatch,
-    LinkError,
-    LinkLost,
-    NoPrompt,
-    PenRefused,
-    PortFailed,
-    ReplyTimeout,
-)
 from .replies import Reply, Unsolicited, classify, is_read_only
 from .transport import Transport
 
@@ -27,7 +18,30 @@ MAX_LINE = 200  # bytes per command line, docs/protocol.md
 DEFAULT_TIMEOUT = 5.0
 
 
-class PenLink:
+def check_realtime(char: str) -> None:
+    if char not in ("!", "?"):
+        raise ValueError("real-time bytes are ! and ?")
+
+
+class Calls:
+    """`command` and `call` on top of a link's `request(line, timeout) -> Reply`."""
+
+    def request(self, line: str, timeout: float | None = None, retry: bool | None = None) -> Reply:
+        raise NotImplementedError
+
+    def command(self, line: str, timeout: float | None = None) -> str:
+        """Send one command line; return the reply line (`ok ...` / `error:N ...`)."""
+        return self.request(line, timeout).raw
+
+    def call(self, line: str, timeout: float | None = None) -> Any:
+        """Send one command; return its decoded payload, or raise PenRefused on `error:N`."""
+        reply = self.request(line, timeout)
+        if not reply.ok:
+            raise E.PenRefused(line, reply.code, reply.payload or "refused")
+        return reply.value()
+
+
+class PenLink(Calls):
     """One pen on one serial port. Calls from several threads are taken one at a time (a link
     shared by `pen log` serves other `pen` commands from a second thread)."""
 
@@ -109,8 +123,8 @@ class PenLink:
             try:
                 while self._next_reply(deadline) is not None:
                     self.stale_replies += 1  # a reply nobody waits for
-            except PortFailed as exc:
-                raise LinkLost(f"the connection to the pen was lost: {exc}") from exc
+            except E.PortFailed as exc:
+                raise E.LinkLost(f"the connection to the pen was lost: {exc}") from exc
             return len(self.unsolicited) - before
 
     def take_unsolicited(self, kind: str | None = None) -> list[Unsolicited]:
@@ -140,7 +154,7 @@ class PenLink:
         while True:
             got = self._next_reply(deadline)
             if got is None:
-                raise ReplyTimeout(self._timeout_message(line, timeout))
+                raise E.ReplyTimeout(self._timeout_message(line, timeout))
             rtag, reply = got
             if tag is None or rtag == tag:
                 return reply
@@ -162,9 +176,9 @@ class PenLink:
     def _check_line(line: str) -> str:
         line = line.strip()
         if "\n" in line or "\r" in line:
-            raise LinkError("one command per line: the command contains a line break")
+            raise E.LinkError("one command per line: the command contains a line break")
         if len(line.encode()) + 7 > MAX_LINE:
-            raise LinkError(f"command longer than {MAX_LINE} bytes: `{line[:40]}...`")
+            raise E.LinkError(f"command longer than {MAX_LINE} bytes: `{line[:40]}...`")
         return line
 
     def request(self, line: str, timeout: float | None = None, retry: bool | None = None) -> Reply:
@@ -180,40 +194,28 @@ class PenLink:
                 self.reconnect()
             try:
                 return self._transact(line, timeout)
-            except PortFailed as exc:
+            except E.PortFailed as exc:
                 self.reconnect(cause=str(exc))
                 if retry:
                     try:
                         return self._transact(line, timeout)
-                    except PortFailed as exc2:
-                        raise LinkLost(
+                    except E.PortFailed as exc2:
+                        raise E.LinkLost(
                             f"the connection to the pen was lost again: {exc2}"
                         ) from exc2
-                raise LinkLost(
+                raise E.LinkLost(
                     f"the connection to the pen was lost while sending `{line}`; it is back, "
                     "but whether the pen carried the command out is unknown: check with "
                     "`pen status`"
                 ) from exc
 
-    def command(self, line: str, timeout: float | None = None) -> str:
-        """Send one command line; return the reply line (`ok ...` / `error:N ...`)."""
-        return self.request(line, timeout).raw
-
-    def call(self, line: str, timeout: float | None = None) -> Any:
-        """Send one command; return its decoded payload, or raise PenRefused on `error:N`."""
-        reply = self.request(line, timeout)
-        if not reply.ok:
-            raise PenRefused(line, reply.code, reply.payload or "refused")
-        return reply.value()
-
     def realtime(self, char: str) -> None:
         """Send a real-time byte (`!` stop, `?` status): acted on at once, no reply line."""
-        if char not in ("!", "?"):
-            raise ValueError("real-time bytes are ! and ?")
+        check_realtime(char)
         with self._lock:
             try:
                 self.transport.write(char.encode())
-            except PortFailed:
+            except E.PortFailed:
                 self.reconnect()
                 self.transport.write(char.encode())
 
@@ -227,11 +229,11 @@ class PenLink:
             try:
                 self.transport.write(b"\r\x03\x03")
                 if not self.transport.read_until(b">>> ", time.monotonic() + 5.0):
-                    raise NoPrompt("the pen did not leave its application for the MicroPython "
+                    raise E.NoPrompt("the pen did not leave its application for the MicroPython "
                                    "prompt on Ctrl-C")  # fmt: skip
                 self.transport.write(b"\x04")
-            except PortFailed as exc:
-                raise LinkLost(f"the pen's port failed during the reset: {exc}") from exc
+            except E.PortFailed as exc:
+                raise E.LinkLost(f"the pen's port failed during the reset: {exc}") from exc
             self.reconnect(timeout)
             return self.hello
 
@@ -245,16 +247,16 @@ class PenLink:
             try:
                 self.transport.write(hs.hello_probe(tag))
                 reply = self._await_hello(tag, min(self.timeout, 5.0))
-            except PortFailed as exc:
-                raise LinkLost(f"the pen's port failed during the handshake: {exc}") from exc
+            except E.PortFailed as exc:
+                raise E.LinkLost(f"the pen's port failed during the handshake: {exc}") from exc
             hello = reply.value()
             if not reply.ok or not isinstance(hello, dict):
-                raise LinkError(f"the pen did not answer the handshake: {reply.raw!r}")
+                raise E.LinkError(f"the pen did not answer the handshake: {reply.raw!r}")
             self.hello = hello
             serial_no = hello.get("serial")
             if self._expected_serial and serial_no and serial_no != self._expected_serial:
                 self.transport.close()
-                raise DifferentPen(
+                raise E.DifferentPen(
                     f"a different pen answered on {self.port} (serial {serial_no}, expected "
                     f"{self._expected_serial}); reconnect the first pen"
                 )
@@ -263,7 +265,7 @@ class PenLink:
                 self.expect = hs.Expectation.from_checkout()
             self.mismatch = hs.check_hello(hello, self.expect)
             if self.mismatch and self.check:
-                raise HandshakeMismatch(self.mismatch, hello)
+                raise E.HandshakeMismatch(self.mismatch, hello)
             return hello
 
     def _await_hello(self, tag: int, timeout: float) -> Reply:
@@ -271,7 +273,7 @@ class PenLink:
         while True:
             got = self._next_reply(deadline)
             if got is None:
-                raise ReplyTimeout(self._timeout_message("hello", timeout))
+                raise E.ReplyTimeout(self._timeout_message("hello", timeout))
             rtag, reply = got
             tagged = hs.answers_probe(tag, rtag, reply)
             if tagged is not None:
@@ -291,13 +293,13 @@ class PenLink:
                     self.handshake()
                     self.reconnects += 1
                     return
-                except (HandshakeMismatch, DifferentPen):
+                except (E.HandshakeMismatch, E.DifferentPen):
                     raise
-                except LinkError as exc:
+                except E.LinkError as exc:
                     last = str(exc)
                 self.transport.close()
                 if time.monotonic() >= deadline:
-                    raise LinkLost(f"the pen did not come back on its port: {last}")
+                    raise E.LinkLost(f"the pen did not come back on its port: {last}")
                 time.sleep(0.2)
 
 

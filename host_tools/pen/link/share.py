@@ -25,11 +25,10 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from .. import paths
 from . import errors as E
-from .pen_link import PenLink
+from .pen_link import Calls, PenLink, check_realtime
 from .replies import Reply
 
 _ERRORS = {c.__name__: c for c in (E.LinkError, E.PortNotFound, E.ReplyTimeout, E.LinkLost,
@@ -114,7 +113,7 @@ class LinkServer:
         raise ValueError(f"unknown op {op!r}")
 
 
-class SharedLink:
+class SharedLink(Calls):
     """The PenLink interface, through the link of the process that holds the port."""
 
     def __init__(self, sock: socket.socket, timeout: float):
@@ -174,18 +173,8 @@ class SharedLink:
         got = self._ask({"op": "request", "line": line, "timeout": t}, t)
         return Reply(got["ok"], got["payload"], got["code"], got["raw"])
 
-    def command(self, line: str, timeout: float | None = None) -> str:
-        return self.request(line, timeout).raw
-
-    def call(self, line: str, timeout: float | None = None) -> Any:
-        reply = self.request(line, timeout)
-        if not reply.ok:
-            raise E.PenRefused(line, reply.code, reply.payload or "refused")
-        return reply.value()
-
     def realtime(self, char: str) -> None:
-        if char not in ("!", "?"):
-            raise ValueError("real-time bytes are ! and ?")
+        check_realtime(char)
         self._ask({"op": "realtime", "char": char})
 
     def poll(self, timeout: float = 0.0) -> int:
