@@ -8,10 +8,11 @@ import rp2
 
 import hardware.pins as P
 
-# `press` answers once the firmware has had this long after the release to see it: its button
-# debounce and polling (firmware/ui.py: 20 ms and 5 ms; the state machine's 10 ms) with room
+# `press` answers once the firmware has had this long after the release to see it and show
+# it: its button debounce and polling, the state machine's poll and the display's refresh
+# (firmware/ui.py 20 ms and 5 ms, firmware/app.py 10 ms, firmware/display.py 100 ms) with room
 # to spare. Virtual time: the same however fast the host runs the pen.
-SEEN_AFTER_RELEASE_US = 100000
+SEEN_AFTER_RELEASE_US = 250000
 
 # The fault names the side channel injects, and which plant part takes each.
 FAULTS = ("stall", "runaway", "sensor_loss", "short", "endstop_open", "endstop_closed",
