@@ -66,7 +66,8 @@ def _send(args, line: str, wait=None, what: str = "") -> int:
 
 
 def _homed(st: dict) -> bool:
-    return bool(st.get("homed")) and st.get("state") != "HOMING"
+    """Homed, and the depth stop at its target with its position checked (ready to run)."""
+    return bool(st["homed"]) and st["state"] != "HOMING" and bool(st["depth_settled"])
 
 
 def _stopped(st: dict) -> bool:
