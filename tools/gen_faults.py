@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import re
 import subprocess
 import sys
@@ -43,39 +42,17 @@ EXTRA = {"ready_ms": "READY after {} ms", "lost_steps": "{} steps lost by the bi
          "lost": "{} lost after the backfill", "start_stop_ms": "START stopped it in {} ms"}
 
 
-def micropython() -> str:
-    cand = Path(sys.executable).with_name("micropython")
-    return str(cand) if cand.exists() else "micropython"
-
-
-def ensure_compiled() -> None:
-    """The pen's modules as bytecode where tests/mp/runner.py imports them (build/mp-test/,
-    as tests/conftest.py builds it): each .mpy missing or older than its source is built."""
-    sys.path.insert(0, str(ROOT / "host_tools"))
-    from pen import paths
-    from pen.deploy import mpy_cross_binary
-
-    for rel in paths.pen_source_files(ROOT):
-        if rel.parent == Path("."):
-            continue  # boot.py / main.py run from source
-        src = ROOT / rel
-        out = ROOT / "build" / "mp-test" / rel.with_suffix(".mpy")
-        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([mpy_cross_binary(), "-o", str(out), str(rel)], cwd=ROOT, check=True)
-
-
 def run_mp(function: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """One function of the matrix module under runner.py, heap as the module declares."""
-    ensure_compiled()
+    """One function of the matrix module, run as `make test` runs it: through the test
+    harness (tests/conftest.py), which compiles the pen's modules by its one rule (native
+    modules for this host's CPU) and sizes the heap as the module declares."""
+    for p in (ROOT / "host_tools", ROOT / "tests"):
+        if str(p) not in sys.path:
+            sys.path.insert(0, str(p))
+    import conftest
+
     m = HEAP_RE.search(SOURCE.read_text())
-    heap = m.group(1) if m else "190K"
-    return subprocess.run(
-        [micropython(), "-X", f"heapsize={heap}", "tests/mp/runner.py", MODULE, function],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-        env=dict(os.environ, MICROPYPATH=""),
-    )  # fmt: skip
+    return conftest.run_micropython(MODULE, function, timeout, m.group(1) if m else "190K")
 
 
 def declared() -> list[dict]:
