@@ -10,6 +10,7 @@ state in a `finally`, and main.py restarts the pen (the REPL only in service mod
 
 import asyncio
 import gc
+import time
 
 from firmware import faults as F
 from firmware.auth import Auth
@@ -34,6 +35,8 @@ TICK_HZ = 1000
 
 class App:
     pen_poll_ms = 10
+    # `reset` answers `ok` first: the reply leaves through the USB stack within a few ms
+    RESET_DELAY_MS = 100
 
     def __init__(self, board):
         # The largest buffer first, on a freshly collected heap: it needs one contiguous block.
@@ -65,6 +68,7 @@ class App:
         self.pen.listeners.append(self.link.event)
         self.pen.listeners.append(self._on_event)
         self._timer = None
+        self._reset_at = None  # ticks_ms when a requested `reset` is due
 
     # -- wiring ---------------------------------------------------------------------------
     def _needle_interlock(self):
@@ -91,8 +95,12 @@ class App:
         except Exception:  # noqa: BLE001 -- the reset comes anyway; the motor is already off
             pass
 
+    def reset_soon(self):
+        """`reset`: restart the pen once the reply is on its way (RESET_DELAY_MS)."""
+        self._reset_at = time.ticks_add(time.ticks_ms(), self.RESET_DELAY_MS)
+
     def _service_reset(self):
-        """A confirmed `service reboot`: safe state, then the reset into service mode."""
+        """Safe state, then the reset (a confirmed `service reboot`, or `reset`)."""
         self.needle.kill()
         reset = getattr(self.board, "reset", None)
         if reset is not None:
@@ -107,6 +115,8 @@ class App:
             needle.loop_alive()
             pen.poll()
             self.service.poll()
+            if self._reset_at is not None and time.ticks_diff(time.ticks_ms(), self._reset_at) >= 0:
+                self._service_reset()
             checkin()
             await asyncio.sleep_ms(self.pen_poll_ms)
 

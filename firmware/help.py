@@ -52,6 +52,9 @@ HELP = (
      'rate.'),
     ('stop',
      'Controlled stop of the needle (also the real-time byte `!`).'),
+    ('reset',
+     'Restart the pen as at power-up (it homes again; unlock, arming and cartridge are '
+     'cleared). Refused while the needle runs: stop it first.'),
     ('depth MM [override]',
      'Same as `set depth MM`: out of range is refused, never clamped.'),
     ('clear',

@@ -332,6 +332,15 @@ class Protocol:
         _nargs(args, 0, 0, "stop")
         self._pen().stop()
 
+    def cmd_reset(self, args):
+        """reset
+        Restart the pen as at power-up (it homes again; unlock, arming and cartridge are
+        cleared). Refused while the needle runs: stop it first."""
+        _nargs(args, 0, 0, "reset")
+        if self.app.needle.running:
+            raise Refused(E.MOTOR_RUNNING, "the needle runs: stop it first")
+        self.app.reset_soon()
+
     def cmd_depth(self, args):
         """depth MM [override]
         Same as `set depth MM`: out of range is refused, never clamped."""

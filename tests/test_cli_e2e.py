@@ -104,22 +104,32 @@ def test_the_demo_by_hand(vpen, capsys):
     assert pen("arm")["status"]["state"] == "ARMED"
     assert "`pen cartridge new`" in refused("run", "100")
     assert pen("cartridge", "new")["reply"]["cartridge"] >= 1
-    for _ in range(200):  # the depth stop's position checked (SF-13), asked in the pen's time
-        rc, out, err = run_pen(capsys, "--port", port, "status", "--json")
-        if json.loads(out)["status"]["depth_settled"]:
-            break
-        vpen.ctl("wait", "50")
+    def settled():
+        for _ in range(200):  # the depth stop's position checked (SF-13), in the pen's time
+            if pen("status")["status"]["depth_settled"]:
+                return
+            vpen.ctl("wait", "50")
+        raise AssertionError("the depth stop's position was never checked")
+
+    settled()
     got = pen("run", "100")["status"]
     assert got["state"] == "RUNNING" and got["target_hz"] == 100
     assert pen("stop")["status"]["state"] == "ARMED"
     assert pen("disarm")["status"]["state"] == "READY"
     assert pen("clear")["status"]["state"] == "READY"
     assert pen("arm")["status"]["state"] == "ARMED"
-    # The application takes Ctrl-C as protocol input (SF-07): no soft reset from the port, and
-    # `pen reset` says what to do instead; the pen carries on.
-    err = refused("reset")
-    assert "switching it off and on" in err
-    assert pen("disarm")["status"]["state"] == "READY"
+    assert pen("cartridge", "new")["reply"]["cartridge"] >= 1
+    settled()
+    pen("run", "100")
+    # `pen reset` is refused while the needle runs, and says what to do; then it restarts the
+    # pen as at power-up: a new boot (uptime from zero), homed again, arming and cartridge gone.
+    assert "`pen stop`" in refused("reset")
+    assert pen("stop")["status"]["state"] == "ARMED"
+    up = pen("status")["status"]["uptime_ms"]
+    rc, out, err = run_pen(capsys, "--port", port, "reset", "--json")
+    assert rc == 0, err
+    st = json.loads(out)["status"]
+    assert st["uptime_ms"] < up and st["state"] in ("HOMING", "READY") and not st["cartridge_ok"]
     _wait_ready(port, capsys)
 
 

@@ -44,6 +44,10 @@ class FakePen:
         self.fetch_limit = 50
         self.state = "RUNNING"
         self.fault = 0
+        self.uptime_ms = 5000  # grows by 10 per `status`; `reset` starts it again
+        self.resets = 0
+        self.reset_reply = "ok"  # what `reset` answers (an error: refused, nothing happens)
+        self.reset_works = True  # False: `reset` answers ok but the pen never restarts
 
     def sample(self, k: int) -> dict:
         hz = 100.0 + (0.5 if k % 2 else -0.5)
@@ -83,7 +87,14 @@ class FakePen:
         if cmd == "hello":
             return "ok " + json.dumps(self.hello)
         if cmd == "status":
-            return "ok " + json.dumps({"state": "READY", "depth_mm": self.settings["depth"]})
+            self.uptime_ms += 10
+            return "ok " + json.dumps({"state": "READY", "depth_mm": self.settings["depth"],
+                                       "uptime_ms": self.uptime_ms})  # fmt: skip
+        if cmd == "reset":
+            if self.reset_reply == "ok" and self.reset_works:
+                self.resets += 1
+                self.uptime_ms = 0
+            return self.reset_reply
         if cmd == "get" and args and args[0] in self.settings:
             return "ok " + json.dumps({args[0]: self.settings[args[0]]})
         if cmd == "set" and len(args) == 2:

@@ -208,37 +208,27 @@ def test_pen_adapter_opens_this_link(monkeypatch):
     pen_adapter.close_link(link)
 
 
-def test_soft_reset_goes_through_the_prompt_and_handshakes_again():
-    """HT-60: `pen reset`: Ctrl-C leaves the application for the prompt, Ctrl-D there restarts
-    it, and the link handshakes with the restarted pen; a pen that never shows the prompt is
-    an error that says so."""
-
-    class Board(FakeSerial):
-        def write(self, data):
-            if b"\x03" in data:
-                self.pen.pending += b"\r\nKeyboardInterrupt\r\n>>> "
-                self.pen.at_prompt = True
-                return len(data)
-            if b"\x04" in data and self.pen.at_prompt:
-                self.pen.at_prompt = False
-                self.pen.resets += 1
-                self.pen.pending += b"MPY: soft reboot\r\n"
-                return len(data)
-            return super().write(data)
-
+def test_soft_reset_restarts_the_pen_by_command_and_handshakes_again():
+    """HT-60: `pen reset`: the protocol's `reset` (never Ctrl-C/Ctrl-D: the application takes
+    every byte as protocol input), then the link handshakes with the pen's new boot (its
+    uptime gone back); a refused reset changes nothing and says why; a pen that answers but
+    never restarts is an error that says so."""
     pen = FakePen()
-    pen.at_prompt, pen.resets = False, 0
-    link = make_link(pen, serial_factory=lambda port: Board(pen))
-    link.open()
+    link = make_link(pen).open()
     hello = link.soft_reset(timeout=2.0)
-    assert pen.resets == 1 and hello["serial"] == HELLO["serial"] and link.reconnects == 1
+    assert pen.resets == 1 and hello["serial"] == HELLO["serial"] and link.reconnects >= 1
+    assert sum(line.split()[-1:] == ["reset"] for line in pen.received) == 1
     assert link.call("get depth") == {"depth": 0.5}
 
-    class Deaf(FakeSerial):
-        def write(self, data):
-            return len(data) if b"\x03" in data else super().write(data)
-
-    deaf = FakePen()
-    link = make_link(deaf, serial_factory=lambda port: Deaf(deaf)).open()
-    with pytest.raises(L.NoPrompt):
+    busy = FakePen()
+    busy.reset_reply = "error:17 the needle runs: stop it first"
+    link = make_link(busy).open()
+    with pytest.raises(L.PenRefused) as exc:
         link.soft_reset(timeout=1.0)
+    assert exc.value.code == 17 and busy.resets == 0 and link.reconnects == 0
+
+    stuck = FakePen()
+    stuck.reset_works = False
+    link = make_link(stuck).open()
+    with pytest.raises(L.LinkLost):
+        link.soft_reset(timeout=0.5)

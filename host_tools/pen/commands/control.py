@@ -14,7 +14,7 @@ import json
 import time
 
 from ..errors import CliError
-from ..link import LinkError, NoPrompt, PenRefused, SharedLink, firmware_module, session
+from ..link import LinkError, PenRefused, SharedLink, firmware_module, session
 
 # What to do after a refusal, by the firmware's error code (firmware/errors.py).
 _NEXT = {
@@ -120,16 +120,15 @@ def cmd_service(args) -> int:
 
 
 def cmd_reset(args) -> int:
-    """Restart the pen's application (a soft reset), then handshake again."""
+    """Restart the pen (`reset`: as at power-up), then handshake again."""
     with session(args, check=False) as link:
         if isinstance(link, SharedLink):
             raise CliError("`pen log` is recording from this pen and holds its port: stop the "
                            "log (Ctrl-C), then `pen reset`")  # fmt: skip
         try:
             hello = link.soft_reset()
-        except NoPrompt as exc:
-            raise CliError(f"{exc}: its application takes Ctrl-C as protocol input; restart it "
-                           "by switching it off and on") from exc  # fmt: skip
+        except PenRefused as exc:
+            raise _refusal(exc) from exc
         except LinkError as exc:
             raise CliError(f"the pen did not come back after the reset: {exc}") from exc
         status = link.call("status")
@@ -183,7 +182,7 @@ def register(sub) -> None:
     from .unlock import add_secret_option
 
     add_secret_option(p)
-    add("reset", cmd_reset, "restart the pen's application (soft reset)",
-        "Stops the needle and restarts the pen's application as a soft reset does (Ctrl-C, "
-        "then Ctrl-D at the MicroPython prompt), then waits for its handshake. Armed state, "
+    add("reset", cmd_reset, "restart the pen (as at power-up)",
+        "Restarts the pen with the protocol's `reset` (refused while the needle runs: `pen "
+        "stop` first), then waits for its new boot's handshake. It homes again; armed state, "
         "cartridge confirmation and unlock are lost; settings and records are kept.")

@@ -220,22 +220,20 @@ class PenLink(Calls):
                 self.transport.write(char.encode())
 
     def soft_reset(self, timeout: float = 30.0) -> dict:
-        """Restart the pen's application and handshake again; returns the new `hello`.
-
-        Ctrl-C: the application stops the needle and leaves for the MicroPython prompt
-        (drivers/serial_link.py); Ctrl-D at the prompt: MicroPython's soft reset, which runs
-        boot.py and main.py again (the virtual pen's supervisor boots it again)."""
+        """Restart the pen (`reset`: refused while the needle runs) and handshake again;
+        returns the new `hello`. Every byte on the port is protocol input while the pen's
+        application runs, so the reset is a command, never Ctrl-C/Ctrl-D."""
         with self._lock:
-            try:
-                self.transport.write(b"\r\x03\x03")
-                if not self.transport.read_until(b">>> ", time.monotonic() + 5.0):
-                    raise E.NoPrompt("the pen did not leave its application for the MicroPython "
-                                   "prompt on Ctrl-C")  # fmt: skip
-                self.transport.write(b"\x04")
-            except E.PortFailed as exc:
-                raise E.LinkLost(f"the pen's port failed during the reset: {exc}") from exc
-            self.reconnect(timeout)
-            return self.hello
+            before = self.call("status")["uptime_ms"]
+            self.call("reset")
+            deadline = time.monotonic() + timeout
+            while True:  # the pen resets RESET_DELAY_MS after its `ok`: wait for the new boot
+                self.reconnect(max(0.1, deadline - time.monotonic()))
+                if self.call("status")["uptime_ms"] < before:
+                    return self.hello
+                if time.monotonic() > deadline:
+                    raise E.LinkLost("the pen did not restart after `reset`")
+                time.sleep(0.05)
 
     # -- handshake and reconnect ---------------------------------------------------------------
     def handshake(self) -> dict:
