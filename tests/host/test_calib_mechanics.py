@@ -9,9 +9,6 @@ SF-05: check_table(flat, limit) passes exactly when, on the table's exact piecew
 curve, 0..limit lies within the measured points, 0 µm is not closer to the switch than
 MIN_STEPS and the limit's step is within TRAVEL_STEPS."""
 
-import importlib
-import sys
-import types
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,21 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def calib():
-    fake_mp = types.ModuleType("micropython")
-    fake_mp.const = lambda v: v
-    saved = {k: sys.modules.get(k) for k in ("micropython", "firmware.calib", "firmware.errors")}
-    sys.modules["micropython"] = fake_mp
-    sys.path.insert(0, str(ROOT))
-    for k in ("firmware.calib", "firmware.errors"):
-        sys.modules.pop(k, None)
-    mod = importlib.import_module("firmware.calib")
-    yield mod
-    sys.path.remove(str(ROOT))
-    for k, v in saved.items():
-        if v is None:
-            sys.modules.pop(k, None)
-        else:
-            sys.modules[k] = v
+    """The pen's own firmware/calib.py, imported as the host tools import it."""
+    from pen.link import firmware_module
+
+    return firmware_module("firmware.calib")
 
 
 def measured(lead, offset_um, bow_um, noise, points):

@@ -6,9 +6,6 @@ table's exact piecewise-linear curve, and the next step is; so rounding can neve
 beyond the limit. DS-30: steps_for_um / um_for_steps are monotonic and invert each other
 to within rounding."""
 
-import importlib
-import sys
-import types
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,21 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def calib():
-    fake_mp = types.ModuleType("micropython")
-    fake_mp.const = lambda v: v
-    saved = {k: sys.modules.get(k) for k in ("micropython", "firmware.calib", "firmware.errors")}
-    sys.modules["micropython"] = fake_mp
-    sys.path.insert(0, str(ROOT))
-    for k in ("firmware.calib", "firmware.errors"):
-        sys.modules.pop(k, None)
-    mod = importlib.import_module("firmware.calib")
-    yield mod
-    sys.path.remove(str(ROOT))
-    for k, v in saved.items():
-        if v is None:
-            sys.modules.pop(k, None)
-        else:
-            sys.modules[k] = v
+    """The pen's own firmware/calib.py, imported as the host tools import it."""
+    from pen.link import firmware_module
+
+    return firmware_module("firmware.calib")
 
 
 @st.composite
