@@ -10,13 +10,10 @@ curve, 0..limit lies within the measured points, 0 µm is not closer to the swit
 MIN_STEPS and the limit's step is within TRAVEL_STEPS."""
 
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,10 @@ beyond the limit. DS-30: steps_for_um / um_for_steps are monotonic and invert ea
 to within rounding."""
 
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
