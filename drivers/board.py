@@ -15,7 +15,7 @@ from drivers.serial_link import SerialLink
 
 STROKE_SM = 0
 STEPPER_SM = 4
-SESSIONS_FILE = "sessions.log"
+SESSIONS_FILE = "sessions"  # a folder: firmware.sessionstore.SessionStore
 SAFE_MODE = False  # service mode (boot.py: START held at power-up, or a confirmed request)
 
 

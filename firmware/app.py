@@ -22,7 +22,8 @@ from firmware.needle import NeedleDrive
 from firmware.pen import ARMED, Pen
 from firmware.protocol import Protocol
 from firmware.service import ServiceRequest
-from firmware.sessions import RecordLog, Sessions
+from firmware.sessions import Sessions
+from firmware.sessionstore import SessionStore
 from firmware.settings import Settings
 from firmware.stallguard import StallWatch
 from firmware.store import Store
@@ -53,7 +54,7 @@ class App:
         self.depth = DepthAxis(board.stepper, board.endstop, calib=s.get("calib"),
                                limit_um=s.get("depth_limit"),
                                stall=StallWatch(tmc) if tmc is not None else None)  # fmt: skip
-        self.sessions = Sessions(RecordLog(board.sessions_path))
+        self.sessions = Sessions(SessionStore(board.sessions_path))
         self.pen = Pen(self.needle, self.depth, s, self.sessions)
         self.auth = Auth(store=Store("auth.dat", motor_running=lambda: self.needle.running))
         self.ui = UI(self.pen, board.buttons.read, board.buzzer)

@@ -296,6 +296,7 @@ class Pen:
             t.change("stroke_hz", hz, by)
         self.stop_reason = None
         self._disarm_after_stop = False
+        self._store_before_run()
         try:
             self.needle.start(t.rate_hz)
         except Refused:
@@ -466,6 +467,14 @@ class Pen:
 
     def _pass_end(self):
         self.cart.pass_end(self.needle.strokes)
+
+    def _store_before_run(self):
+        """The session's record, with this pass open, on flash before the motor starts."""
+        if not self.needle.running:
+            t = self.targets
+            err = self.cart.before_run(t.depth_um, t.rate_hz, t.preset())
+            if err is not None:
+                self.emit({"event": "storage", "error": err})
 
     def store_session(self):
         """Store the session (flash write): only while the motor is not driven."""

@@ -29,6 +29,8 @@ import gc
 import json
 from array import array
 
+from micropython import const
+
 from firmware import errors as E
 from firmware.errors import Refused
 from firmware.schema import digits
@@ -64,6 +66,9 @@ def _int_arg(text, what, lo, hi):
     if not lo <= v <= hi:
         raise Refused(E.OUT_OF_RANGE, "%s must be %d..%d" % (what, lo, hi))
     return v
+
+
+LIST_MAX = const(32)  # entries in one `session list` reply (firmware.sessions.LIST_MAX)
 
 
 def _nargs(args, lo, hi, usage):
@@ -440,17 +445,32 @@ class Protocol:
         raise Refused(E.BAD_ARGUMENT, "usage: telemetry on [HZ] | off | fetch SEQ [N]")
 
     def cmd_session(self, args):
-        """session list | session get N | session summary last
-        Session summaries stored on the pen (one per cartridge)."""
+        """session list [FIRST [N]] | session get N | session summary last | session info
+        | session ack N
+        Session summaries stored on the pen (one per cartridge): list gives the newest 32 (or
+        N from FIRST on); info the store's counters (kept, first, last, next, acked, dropped,
+        unfetched = dropped before the host confirmed them); ack N: the host stored up to N."""
         s = self._sessions()
-        if args == ["list"]:
-            return json.dumps(s.list())
+        if args and args[0] == "list":
+            _nargs(args, 1, 3, "session list [FIRST [N]]")
+            first = _int_arg(args[1], "FIRST", 0, 0x3FFFFFFF) if len(args) > 1 else None
+            n = _int_arg(args[2], "N", 1, LIST_MAX) if len(args) > 2 else LIST_MAX
+            return json.dumps(s.list(first, n))
+        if args == ["info"]:
+            return json.dumps(s.info())
+        if len(args) == 2 and args[0] == "ack":
+            n = _int_arg(args[1], "N", 0, 0x3FFFFFFF)
+            if self.running():
+                raise Refused(E.MOTOR_RUNNING, "the pen stores only while the needle is stopped")
+            s.ack(n)
+            return json.dumps(s.info())
         if args == ["summary", "last"] or args == ["get", "last"]:
             r = s.last()
         elif len(args) == 2 and args[0] == "get":
             r = s.get(_int_arg(args[1], "N", 0, 0x3FFFFFFF))
         else:
-            raise Refused(E.BAD_ARGUMENT, "usage: session list | get N | summary last")
+            raise Refused(E.BAD_ARGUMENT, "usage: session list [FIRST [N]] | get N | summary last"
+                          " | info | ack N")
         if r is None:
             raise Refused(E.NOT_FOUND, "no such session")
         return json.dumps(r)

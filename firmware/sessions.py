@@ -21,154 +21,19 @@ are counted in `overrides_not_itemised`); a target already outside the range whe
 begins is listed at its start (from the range's bound; by `before` when its source is unknown,
 e.g. after a reboot).
 
-The record log (`RecordLog`) survives power loss: records are only ever appended, each framed
-as  b"SR" | length (2 bytes, little-endian) | payload | CRC-32 of length+payload (4 bytes),
-so a record torn by a power cut fails its CRC and is skipped; the scan resynchronises on the
-next magic. The log is bounded: when an append would pass `max_bytes`, the newest record of each
-session that fits in half the space is copied to a new file which then replaces the old one by
-a rename (atomic on littlefs), so the oldest sessions are dropped, never a recent one. A session
-is appended after each pass, i.e. a power cut loses at most the pass that was running.
-Writes happen only while the needle motor is stopped (the pen calls `commit()` then): a flash
-erase stalls both cores on the RP2040.
+The summaries are kept by `firmware.sessionstore.SessionStore` (one power-safe file per session, the
+newest 256 kept, drops counted, numbers never reused). A session's record is written when a
+pass is about to start (`before_run`, motor still off: so a brown-out in its first pass leaves
+the session, with the pass that was running as `interrupted_pass`) and after each pass
+(`commit`). Writes happen only while the needle motor is stopped: a flash erase stalls both
+cores on the RP2040.
 """
 
-import json
 import time
-from binascii import crc32
 
 from micropython import const
 
-_MAGIC = b"SR"
-_HDR = const(4)
-_TAIL = const(4)
-_MAX_RECORD = const(4096)
-
-
-def _crc(data):
-    return crc32(data) & 0xFFFFFFFF
-
-
-def frame(payload):
-    n = len(payload)
-    body = bytes((n & 0xFF, n >> 8)) + payload
-    c = _crc(body)
-    return _MAGIC + body + bytes((c & 0xFF, (c >> 8) & 0xFF, (c >> 16) & 0xFF, c >> 24))
-
-
-def scan(data):
-    """Valid records in `data` (bytes), in order: list of (offset, payload). Torn or corrupt
-    stretches are skipped by looking for the next magic."""
-    out = []
-    i = 0
-    end = len(data)
-    while i + _HDR + _TAIL <= end:
-        if data[i : i + 2] != _MAGIC:
-            j = data.find(_MAGIC, i + 1)
-            if j < 0:
-                break
-            i = j
-            continue
-        n = data[i + 2] | (data[i + 3] << 8)
-        stop = i + _HDR + n + _TAIL
-        if n > _MAX_RECORD or stop > end:
-            i += 1
-            continue
-        body = data[i + 2 : i + _HDR + n]
-        t = data[stop - 4 : stop]
-        c = t[0] | (t[1] << 8) | (t[2] << 16) | (t[3] << 24)
-        if _crc(body) != c:
-            i += 1
-            continue
-        out.append((i, bytes(data[i + _HDR : i + _HDR + n])))
-        i = stop
-    return out
-
-
-class RecordLog:
-    """Append-only, CRC-framed, bounded log of JSON records in one file."""
-
-    max_bytes = 16384
-
-    def __init__(self, path, max_bytes=None, key="id"):
-        self.path = path
-        self.key = key
-        if max_bytes is not None:
-            self.max_bytes = max_bytes
-        self.size = 0
-        self.repair()
-
-    def _read(self):
-        try:
-            with open(self.path, "rb") as f:
-                return f.read()
-        except OSError:
-            return b""
-
-    def repair(self):
-        """At boot: if the file ends in a torn record (or holds garbage), rewrite it with the
-        valid records only, so new appends follow a clean record boundary."""
-        data = self._read()
-        recs = scan(data)
-        clean = sum(_HDR + len(p) + _TAIL for _, p in recs)
-        if clean != len(data):
-            self._rewrite([p for _, p in recs])
-        else:
-            self.size = len(data)
-
-    def _rewrite(self, payloads):
-        tmp = self.path + ".new"
-        with open(tmp, "wb") as f:
-            for p in payloads:
-                f.write(frame(p))
-        import os
-
-        os.rename(tmp, self.path)
-        self.size = sum(_HDR + len(p) + _TAIL for p in payloads)
-
-    def records(self):
-        """Every valid record (decoded JSON), oldest first."""
-        out = []
-        for _, p in scan(self._read()):
-            try:
-                out.append(json.loads(p))
-            except ValueError:
-                pass
-        return out
-
-    def latest(self):
-        """The newest record of each key, oldest key first."""
-        seen = {}
-        order = []
-        for r in self.records():
-            k = r.get(self.key)
-            if k not in seen:
-                order.append(k)
-            seen[k] = r
-        return [seen[k] for k in order]
-
-    def append(self, obj):
-        payload = json.dumps(obj).encode()
-        if len(payload) > _MAX_RECORD:
-            raise ValueError("record too large")
-        rec = frame(payload)
-        if self.size + len(rec) > self.max_bytes:
-            self._compact(len(rec))
-        with open(self.path, "ab") as f:
-            f.write(rec)
-        self.size += len(rec)
-
-    def _compact(self, room):
-        """Keep the newest record of each key, newest keys first, within half the space."""
-        keep = []
-        used = room
-        for r in reversed(self.latest()):
-            p = json.dumps(r).encode()
-            if used + len(p) + _HDR + _TAIL > self.max_bytes // 2:
-                break
-            keep.append(p)
-            used += len(p) + _HDR + _TAIL
-        keep.reverse()
-        self._rewrite(keep)
+LIST_MAX = const(32)  # entries in one `session list` reply (RAM stays bounded)
 
 
 def iso(secs):
@@ -183,30 +48,28 @@ class Sessions:
     max_faults = 8
     max_overrides = 6  # with 24 passes and 8 faults the summary stays under _MAX_RECORD
 
-    def __init__(self, log, clock=None, wallclock=None):
-        self.log = log
+    def __init__(self, store, clock=None, wallclock=None):
+        self.store = store
         self._ms = clock or time.ticks_ms
         self._wall = wallclock or time.time
         self.current = None
         self._pass = None  # (t0_ms, depth_um, rate_mhz, strokes0)
         self._dirty = False
-        last = 0
-        for r in log.latest():
-            i = r.get("id", 0)
-            if isinstance(i, int) and i > last:
-                last = i
-        self.last_id = last
+
+    @property
+    def last_id(self):
+        return self.store.meta["next"] - 1
 
     # -- the open session ------------------------------------------------------------------
     def new_cartridge(self, info=None):
         """Close the open session (stored if it has anything in it) and open the next one.
         Returns its number (= the cartridge's number)."""
         self.close()
-        self.last_id += 1
+        n = self.store.reserve()  # durable with the session's first record
         self.current = {
-            "id": self.last_id,
-            "pen_session": str(self.last_id),
-            "cartridge": self.last_id,
+            "id": n,
+            "pen_session": str(n),
+            "cartridge": n,
             "start": iso(self._wall()),
             "duration_s": 0.0,
             "strokes": 0,
@@ -218,10 +81,23 @@ class Sessions:
         self._t0 = self._ms()
         self._pass = None
         self._dirty = False
-        return self.last_id
+        return n
 
     def _at_s(self, t_ms):
         return round(time.ticks_diff(t_ms, self._t0) / 1000, 3)
+
+    def before_run(self, depth_um, rate_mhz, preset=None):
+        """The needle is about to start (motor still off): store the session with the pass as
+        open, so a power cut during it leaves the record (only call with the motor off)."""
+        cur = self.current
+        if cur is None:
+            return
+        if not cur["passes"] and cur["preset"] is None:
+            cur["preset"] = preset
+        cur["pass_open"] = {"depth_mm": depth_um / 1000, "stroke_hz": _hz(rate_mhz),
+                            "start_s": self._at_s(self._ms())}  # fmt: skip
+        self.store.put(cur)
+        self._dirty = False
 
     def pass_begin(self, depth_um, rate_mhz, strokes, t_ms, preset=None):
         cur = self.current
@@ -236,6 +112,7 @@ class Sessions:
         if cur is None or p is None:
             return
         self._pass = None
+        cur.pop("pass_open", None)
         n = strokes - p[3]
         cur["strokes"] += n
         cur["duration_s"] = self._at_s(t_ms)
@@ -244,7 +121,7 @@ class Sessions:
             rate = p[2]
             ps.append({
                 "depth_mm": p[1] / 1000,
-                "stroke_hz": rate // 1000 if rate % 1000 == 0 else rate / 1000,
+                "stroke_hz": _hz(rate),
                 "strokes": n,
                 "duration_s": round(time.ticks_diff(t_ms, p[0]) / 1000, 3),
                 "start_s": self._at_s(p[0]),
@@ -280,7 +157,7 @@ class Sessions:
     def commit(self):
         """Append the open session's summary if it changed (only call with the motor off)."""
         if self.current is not None and self._dirty:
-            self.log.append(self.current)
+            self.store.put(self.current)
             self._dirty = False
 
     def close(self):
@@ -289,25 +166,53 @@ class Sessions:
         self._pass = None
 
     # -- the stored summaries --------------------------------------------------------------
-    def list(self):
-        out = []
-        for r in self.log.latest():
-            out.append({"id": r.get("id"), "start": r.get("start"),
-                        "duration_s": r.get("duration_s")})  # fmt: skip
-        return out
+    def entries(self, first=None, n=LIST_MAX):
+        """Yield up to `n` entries (id, pen_session, start, duration_s, passes), oldest first:
+        the newest ones, or those from session `first` on. One summary in RAM at a time."""
+        ids = self.store.ids
+        if first is None:
+            k = len(ids) - n if len(ids) > n else 0
+        else:
+            k = 0
+            while k < len(ids) and ids[k] < first:
+                k += 1
+        end = k + n if k + n < len(ids) else len(ids)
+        while k < end:
+            i = ids[k]
+            k += 1
+            r = self.store.get(i)
+            if r is not None:
+                yield {"id": i, "pen_session": str(i), "start": r.get("start"),
+                       "duration_s": r.get("duration_s"),
+                       "passes": len(r.get("passes") or ())}  # fmt: skip
+            r = None
+
+    def list(self, first=None, n=LIST_MAX):
+        return list(self.entries(first, n))
 
     def get(self, n):
-        for r in self.log.latest():
-            if r.get("id") == n:
-                return r
-        return None
+        cur = self.current
+        if cur is not None and cur["id"] == n and cur["passes"]:
+            return cur
+        r = self.store.get(n)
+        if r is not None and "pass_open" in r and (cur is None or cur["id"] != n):
+            r["interrupted_pass"] = r.pop("pass_open")  # the power failed during it
+        return r
 
     def last(self):
         """The newest summary: the open session if it has passes, else the newest stored."""
         if self.current is not None and self.current["passes"]:
             return self.current
-        recs = self.log.latest()
-        return recs[-1] if recs else None
+        ids = self.store.ids
+        return self.get(ids[-1]) if ids else None
+
+    def info(self):
+        """The store's counters: kept, first, last, next, acked, dropped, unfetched, keep."""
+        return self.store.info()
+
+    def ack(self, n):
+        self.store.ack(n)
+
 
 
 class Cartridge:
@@ -341,6 +246,17 @@ class Cartridge:
         self.strokes = 0
         self._base = 0
         return self.number
+
+    def before_run(self, depth_um, rate_hz, preset):
+        """The needle is about to start (motor still off): the session's record, with this pass
+        open, goes to flash first. Returns None, or the error's text (never stops the pen)."""
+        if self.sessions is None:
+            return None
+        try:
+            self.sessions.before_run(depth_um, rate_hz * 1000, preset)
+        except (OSError, ValueError, MemoryError) as e:
+            return str(e)
+        return None
 
     def pass_begin(self, strokes_now, depth_um, rate_hz, preset):
         self._strokes0 = strokes_now
@@ -388,3 +304,7 @@ class Cartridge:
         except (OSError, ValueError, MemoryError) as e:
             return str(e)
         return None
+
+
+def _hz(rate_mhz):
+    return rate_mhz // 1000 if rate_mhz % 1000 == 0 else rate_mhz / 1000

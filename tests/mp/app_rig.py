@@ -49,9 +49,14 @@ def scratch_flash():
 
 
 def remove_flash(path):
+    """Remove the scratch flash folder and what is in it (folders too: the session store)."""
     try:
         for entry in os.ilistdir(path):
-            os.remove(path + "/" + entry[0])
+            p = path + "/" + entry[0]
+            if entry[1] == 0x4000:
+                remove_flash(p)
+            else:
+                os.remove(p)
         os.rmdir(path)
     except OSError:
         pass

@@ -291,9 +291,10 @@ def _check_record(rig, name, event=True, session=True):
 
 
 def _stored_session(rig):
-    from firmware.sessions import RecordLog, Sessions
+    from firmware.sessions import Sessions
+    from firmware.sessionstore import SessionStore
 
-    return Sessions(RecordLog(rig.board.sessions_path)).last()
+    return Sessions(SessionStore(rig.board.sessions_path)).last()
 
 
 def _drive_fault(test, plant_fault, load=0.8):

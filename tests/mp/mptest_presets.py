@@ -13,7 +13,8 @@ from mphelp import check, info
 from mptest_pen_fakes import FakeClock, FakeDepth, FakeNeedle
 
 from firmware import errors as E
-from firmware.sessions import RecordLog, Sessions
+from firmware.sessions import Sessions
+from firmware.sessionstore import SessionStore
 
 # firmware/pen.py's states and event codes, firmware/ui.py's buttons (the modules themselves
 # are imported by Rig only: compiled from source they take much of the 190 KB heap).
@@ -63,8 +64,8 @@ class Rig:
         check((U.START, U.PLUS, U.MINUS) == (START, PLUS, MINUS))
         self.clock = FakeClock()
         self.needle = FakeNeedle()
-        self.path = "/tmp/pen-presets-%s.log" % "".join("%02x" % b for b in os.urandom(4))
-        self.sessions = Sessions(RecordLog(self.path), clock=self.clock)
+        self.path = "/tmp/pen-presets-%s" % "".join("%02x" % b for b in os.urandom(4))
+        self.sessions = Sessions(SessionStore(self.path), clock=self.clock)
         s = self.settings = Settings()
         s.set("depth_limit", limit, unlocked=True)  # the clinic's limit (protected)
         self.depth = FakeDepth(s.get("depth_limit"))
@@ -82,7 +83,9 @@ class Rig:
 
     def close(self):
         try:
-            os.remove(self.path)
+            for ent in os.ilistdir(self.path):
+                os.remove(self.path + "/" + ent[0])
+            os.rmdir(self.path)
         except OSError:
             pass
 
@@ -370,11 +373,11 @@ def test_rate_takes_one_road_from_buttons_and_serial():
 
 def test_summary_with_every_bound_reached_fits_one_record():
     """TR-07: a session with the most passes, faults and overrides the summary itemises (each
-    field at its widest) stays within the record log's record size (4 KB: the log
-    refuses a larger one)."""
+    field at its widest, a pass open as before a run) stays within the store's record size
+    (4 KB: the store refuses a larger one)."""
     clock = FakeClock()
-    path = "/tmp/pen-presets-worst.log"
-    s = Sessions(RecordLog(path), clock=clock)
+    path = "/tmp/pen-presets-worst"
+    s = Sessions(SessionStore(path), clock=clock)
     s.new_cartridge()
     name = "p" * 24
     for i in range(s.max_passes + 2):
@@ -385,9 +388,17 @@ def test_summary_with_every_bound_reached_fits_one_record():
         s.add_fault("calibration_invalid", clock.t)
     for i in range(s.max_overrides + 2):
         s.add_override(2995, 1005, "button", name, clock.t)
+    s.before_run(2995, 149999, name)
+    s.current["pass_open"]["start_s"] = 999999.999
     info("worst-case session summary: %d bytes" % len(json.dumps(s.current)))
     check(s.current["overrides_not_itemised"] == 2)
     check(len(s.current["overrides"]) == s.max_overrides)
-    s.commit()  # RecordLog.append raises ValueError for a record over 4 KB
-    check(s.get(1)["overrides"] == s.current["overrides"])
-    os.remove(path)
+    s.store.put(s.current)  # SessionStore.put raises ValueError for a record over 4 KB
+    n = s.current["id"]
+    ov = s.current["overrides"]
+    s.current = None
+    got = s.get(n)
+    check(got["overrides"] == ov and got["interrupted_pass"]["stroke_hz"] == 149.999, repr(got))
+    for ent in os.ilistdir(path):
+        os.remove(path + "/" + ent[0])
+    os.rmdir(path)

@@ -144,13 +144,19 @@ def test_telemetry_commands():
 
 
 def test_session_commands():
-    """TM-11: session summaries are listed and fetched; a missing one is NOT_FOUND."""
+    """TM-11, TM-21: session summaries are listed (bounded: the newest 32 or N from FIRST) and
+    fetched; a missing one is NOT_FOUND; `session ack N` / `session info` reach the store."""
     app = FakeApp()
     check(app.ok("session list") == [{"id": 1, "start": "2026-03-01T10:00:00",
                                       "duration_s": 60.0}])  # fmt: skip
     check(app.ok("session get 1")["id"] == 1)
     check(app.ok("session summary last")["id"] == 1)
     check(app.err("session get 2") == E.NOT_FOUND)
+    app.ok("session list 5 3")
+    check(app.sessions.listed == (5, 3), "FIRST and N reach the store")
+    check(app.err("session list 1 33") == E.OUT_OF_RANGE, "a listing is at most 32")
+    check(app.err("session list x") == E.BAD_ARGUMENT)
+    check(app.ok("session ack 1")["acked"] == 1 and app.ok("session info")["kept"] == 1)
     app.sessions.recs = []
     check(app.err("session summary last") == E.NOT_FOUND)
 

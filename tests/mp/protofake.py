@@ -195,9 +195,16 @@ class FakeSessions:
         self.recs = [{"id": 1, "start": "2026-03-01T10:00:00", "duration_s": 60.0,
                       "passes": [], "faults": []}]  # fmt: skip
 
-    def list(self):
+    def list(self, first=None, n=32):
+        self.listed = (first, n)
         return [{"id": r["id"], "start": r["start"], "duration_s": r["duration_s"]}
                 for r in self.recs]  # fmt: skip
+
+    def info(self):
+        return {"kept": len(self.recs), "acked": getattr(self, "acked", 0)}
+
+    def ack(self, n):
+        self.acked = n
 
     def get(self, n):
         for r in self.recs:

@@ -1,0 +1,199 @@
+"""The session summaries on the pen's flash (`SessionStore`): bounded, power-safe, counted.
+
+See the class's docstring for the layout, the retention and the RAM it needs.
+"""
+
+import os
+from binascii import crc32
+
+from micropython import const
+
+
+def _crc(data):
+    return crc32(data) & 0xFFFFFFFF
+
+_REC_MAX = const(4096)  # a session summary's JSON, at most (sessions.Sessions keeps it under)
+KEEP = const(256)  # sessions kept on the pen (see SessionStore)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _put_atomic(path, data):
+    """Write `data` to `path` by write-and-rename: a power cut leaves the old or the new file."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+class SessionStore:
+    """The session summaries on the pen's flash: one small file per session in a folder.
+
+    `DIR/NNNNNNNN` (the session number, 8 digits) holds one summary as
+    b"SR1 " + CRC-32 (8 hex digits) + b"\\n" + JSON, replaced whole by write-and-rename (atomic on
+    littlefs and POSIX), so a power cut leaves the previous or the new summary, never a mix; a
+    file whose CRC fails is treated as absent. `DIR/meta` (the same framing) holds the counters
+    that must survive power loss:
+
+        next      the number the next session gets (written before a number is given out, so
+                  numbers never repeat, even when the power fails before the session's first pass)
+        acked     the newest session the host has confirmed it stored (`session ack N`)
+        dropped   sessions removed to make room (oldest first)
+        unfetched sessions among those that the host had not confirmed: counted, never silent
+        floor     the newest session dropped (a file at or below it left by a power cut is
+                  removed at the next start, not counted twice)
+
+    Retention: the newest KEEP (256) sessions. On littlefs a summary of 0.2-4 KB takes one
+    4 KiB block, so the store needs at most (KEEP + 2) * 4 KiB = 1032 KiB of the pen's 1408 KiB
+    filesystem; the rest is for the settings (and a left-over `.tmp`). RAM: one summary (at
+    most 4 KB) while it is read or written, plus the sorted list of the kept numbers (KEEP small
+    ints): nothing grows with the number of sessions ever recorded.
+
+    Flash writes happen only while the needle motor is stopped (the callers see to it).
+    """
+
+    def __init__(self, path="sessions", keep=KEEP):
+        self.path = path
+        self.keep = keep
+        self.meta = {"next": 1, "acked": 0, "dropped": 0, "unfetched": 0, "floor": 0}
+        try:
+            os.mkdir(path)
+        except OSError:
+            pass
+        m = self._load(path + "/meta")
+        if m is not None:
+            for k in self.meta:
+                v = m.get(k)
+                if isinstance(v, int) and v >= 0:
+                    self.meta[k] = v
+        ids = []
+        for ent in os.ilistdir(path):
+            name = ent[0]
+            if name.endswith(".tmp"):
+                try:
+                    os.remove(path + "/" + name)  # a write the power cut short
+                except OSError:
+                    pass
+            elif len(name) == 8 and name.isdigit():
+                n = int(name)
+                if n <= self.meta["floor"]:
+                    try:
+                        os.remove(path + "/" + name)  # dropped, the removal cut short
+                    except OSError:
+                        pass
+                else:
+                    ids.append(n)
+        ids.sort()
+        self.ids = ids
+        if ids and ids[-1] >= self.meta["next"]:
+            self.meta["next"] = ids[-1] + 1
+
+    # -- framing --------------------------------------------------------------------------------
+    def _file(self, n):
+        return "%s/%08d" % (self.path, n)
+
+    @staticmethod
+    def _frame(payload):
+        return b"SR1 %08x\n" % _crc(payload) + payload
+
+    def _load(self, fn):
+        """The JSON object in `fn`, or None (absent, torn or corrupt)."""
+        import json
+
+        try:
+            if os.stat(fn)[6] > _REC_MAX + 16:
+                return None
+            with open(fn, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        if len(data) < 13 or data[:4] != b"SR1 " or data[12:13] != b"\n":
+            return None
+        payload = data[13:]
+        try:
+            if int(data[4:12], 16) != _crc(payload):
+                return None
+            obj = json.loads(payload)
+        except ValueError:
+            return None
+        return obj if isinstance(obj, dict) else None
+
+    def _save_meta(self):
+        import json
+
+        _put_atomic(self.path + "/meta", self._frame(json.dumps(self.meta).encode()))
+
+    # -- numbers ----------------------------------------------------------------------------------
+    def reserve(self):
+        """The next session number, made durable before it is given out."""
+        n = self.meta["next"]
+        self.meta["next"] = n + 1
+        try:
+            self._save_meta()
+        except OSError:
+            self.meta["next"] = n
+            raise
+        return n
+
+    def ack(self, n):
+        """The host confirms it stored every session up to `n`."""
+        if n > self.meta["acked"]:
+            self.meta["acked"] = min(n, self.meta["next"] - 1)
+            self._save_meta()
+
+    # -- records ----------------------------------------------------------------------------------
+    def put(self, rec):
+        """Store (or replace) session `rec["id"]`'s summary; make room first when it is new."""
+        import json
+
+        n = rec["id"]
+        payload = json.dumps(rec).encode()
+        if len(payload) > _REC_MAX:
+            raise ValueError("record too large")
+        ids = self.ids
+        new = n not in ids
+        if new:
+            while len(ids) >= self.keep:
+                self._drop(ids[0])
+        if n >= self.meta["next"]:
+            self.meta["next"] = n + 1
+            self._save_meta()
+        _put_atomic(self._file(n), self._frame(payload))
+        if new:
+            ids.append(n)
+            if len(ids) > 1 and ids[-2] > n:
+                ids.sort()
+
+    def _drop(self, n):
+        """Remove the oldest session; counted (on flash) before it goes."""
+        m = self.meta
+        m["dropped"] += 1
+        if n > m["acked"]:
+            m["unfetched"] += 1
+        if n > m["floor"]:
+            m["floor"] = n
+        self._save_meta()
+        try:
+            os.remove(self._file(n))
+        except OSError:
+            pass
+        self.ids.remove(n)
+
+    def get(self, n):
+        if n not in self.ids:
+            return None
+        return self._load(self._file(n))
+
+    def info(self):
+        d = dict(self.meta)
+        d["kept"] = len(self.ids)
+        d["keep"] = self.keep
+        d["first"] = self.ids[0] if self.ids else None
+        d["last"] = self.ids[-1] if self.ids else None
+        return d
