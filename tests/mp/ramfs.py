@@ -15,6 +15,7 @@ has room for many small buffers but few large ones.
 import vfs
 
 _PAGE = 512
+_ERASED = b"\xff" * _PAGE
 
 
 class RamFlash:
@@ -23,10 +24,7 @@ class RamFlash:
         self.n = blocks
         self.pages = []
         for _ in range(block_size * blocks // _PAGE):
-            p = bytearray(_PAGE)
-            for i in range(_PAGE):
-                p[i] = 0xFF
-            self.pages.append(p)
+            self.pages.append(bytearray(_ERASED))
         self.writes = 0
         self._cut = None
         self.torn = 0
@@ -90,9 +88,7 @@ class RamFlash:
                 first = arg * self.bs // _PAGE
                 for pg in range(first, first + self.bs // _PAGE):
                     self._keep(pg)
-                    p = self.pages[pg]
-                    for i in range(_PAGE):
-                        p[i] = 0xFF
+                    self.pages[pg][:] = _ERASED
             return 0
         return 0
 
@@ -117,6 +113,70 @@ class RamFlash:
             self.pages[page][:] = data
         self._undo = {}
         self.power_on()
+
+
+class FlatFlash:
+    """The same block device and power-cut injector as RamFlash (no checkpoint/rollback), in one
+    flat buffer with memoryview copies: many times faster, for runs of thousands of writes on a
+    full-sized filesystem (allocate it first, while the heap is still in one piece)."""
+
+    def __init__(self, block_size, blocks):
+        self.bs = block_size
+        self.n = blocks
+        self.data = bytearray(block_size * blocks)
+        self.mv = memoryview(self.data)
+        self.erased = b"\xff" * block_size
+        for b in range(blocks):
+            self.mv[b * block_size : (b + 1) * block_size] = self.erased
+        self.writes = 0
+        self._cut = None
+        self.torn = 0
+        self.dead = False
+
+    def readblocks(self, block, buf, offset=0):
+        a = block * self.bs + offset
+        buf[:] = self.mv[a : a + len(buf)]
+
+    def _ok(self):
+        """As RamFlash._write_allowed."""
+        if self.dead:
+            return False
+        self.writes += 1
+        if self._cut is not None and self.writes >= self._cut:
+            self.dead = True
+            return None
+        return True
+
+    def writeblocks(self, block, buf, offset=None):
+        a = block * self.bs + (offset or 0)
+        ok = self._ok()
+        if ok:
+            self.mv[a : a + len(buf)] = buf
+        elif ok is None and self.torn:
+            k = min(self.torn, len(buf))
+            self.mv[a : a + k] = buf[:k]
+        return 0
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.n
+        if op == 5:
+            return self.bs
+        if op == 6:
+            if self._ok():
+                a = arg * self.bs
+                self.mv[a : a + self.bs] = self.erased
+        return 0
+
+    def cut_at(self, k, torn=0):
+        """Power fails during the k-th block write from now (1 = the next one)."""
+        self._cut = self.writes + k
+        self.torn = torn
+        self.dead = False
+
+    def power_on(self):
+        self._cut = None
+        self.dead = False
 
 
 def format_and_mount(flash, mount="/flash"):
