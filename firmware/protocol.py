@@ -455,7 +455,15 @@ class Protocol:
             _nargs(args, 1, 3, "session list [FIRST [N]]")
             first = _int_arg(args[1], "FIRST", 0, 0x3FFFFFFF) if len(args) > 1 else None
             n = _int_arg(args[2], "N", 1, LIST_MAX) if len(args) > 2 else LIST_MAX
-            return json.dumps(s.list(first, n))
+            # One part per entry: the reply is never one large string (the heap is small).
+            parts = ["["]
+            for e in s.entries(first, n):
+                if len(parts) > 1:
+                    parts.append(", ")
+                parts.append(json.dumps(e))
+                gc.collect()
+            parts.append("]")
+            return parts
         if args == ["info"]:
             return json.dumps(s.info())
         if len(args) == 2 and args[0] == "ack":

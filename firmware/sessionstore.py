@@ -32,6 +32,10 @@ def _put_atomic(path, data):
     os.rename(tmp, path)
 
 
+def _is_id(name):
+    return len(name) == 8 and name.isdigit()
+
+
 class SessionStore:
     """The session summaries on the pen's flash: one small file per session in a folder.
 
@@ -41,8 +45,8 @@ class SessionStore:
     file whose CRC fails is treated as absent. `DIR/meta` (the same framing) holds the counters
     that must survive power loss:
 
-        next      the number the next session gets (written before a number is given out, so
-                  numbers never repeat, even when the power fails before the session's first pass)
+        next      the number the next session gets (written before a session's first record, so
+                  a number on record never repeats, even when the power fails in its first pass)
         acked     the newest session the host has confirmed it stored (`session ack N`)
         dropped   sessions removed to make room (oldest first)
         unfetched sessions among those that the host had not confirmed: counted, never silent
@@ -72,27 +76,35 @@ class SessionStore:
                 v = m.get(k)
                 if isinstance(v, int) and v >= 0:
                     self.meta[k] = v
-        ids = []
+        count = 0
+        stale = None
         for ent in os.ilistdir(path):
             name = ent[0]
-            if name.endswith(".tmp"):
-                try:
-                    os.remove(path + "/" + name)  # a write the power cut short
-                except OSError:
-                    pass
-            elif len(name) == 8 and name.isdigit():
-                n = int(name)
-                if n <= self.meta["floor"]:
-                    try:
-                        os.remove(path + "/" + name)  # dropped, the removal cut short
-                    except OSError:
-                        pass
-                else:
-                    ids.append(n)
+            if name.endswith(".tmp") or (_is_id(name) and int(name) <= self.meta["floor"]):
+                stale = name  # a write the power cut short; a drop whose removal it cut short
+            elif _is_id(name):
+                count += 1
+        while stale is not None:
+            try:
+                os.remove(path + "/" + stale)
+            except OSError:
+                pass
+            stale = None
+            for ent in os.ilistdir(path):
+                name = ent[0]
+                if name.endswith(".tmp") or (_is_id(name) and int(name) <= self.meta["floor"]):
+                    stale = name
+        ids = [0] * count  # one allocation of the final size (the heap may be fragmented)
+        k = 0
+        for ent in os.ilistdir(path):
+            if k < count and _is_id(ent[0]):
+                ids[k] = int(ent[0])
+                k += 1
         ids.sort()
         self.ids = ids
         if ids and ids[-1] >= self.meta["next"]:
             self.meta["next"] = ids[-1] + 1
+        self.durable_next = self.meta["next"]
 
     # -- framing --------------------------------------------------------------------------------
     def _file(self, n):
@@ -128,17 +140,16 @@ class SessionStore:
         import json
 
         _put_atomic(self.path + "/meta", self._frame(json.dumps(self.meta).encode()))
+        self.durable_next = self.meta["next"]
 
     # -- numbers ----------------------------------------------------------------------------------
     def reserve(self):
-        """The next session number, made durable before it is given out."""
+        """The next session number. It becomes durable with the session's first record
+        (`put`, before its first pass), so a number that reached a pass is never given again;
+        one whose cartridge never ran may be given again after a power cut (nothing was
+        recorded under it). No flash write here: this runs inside the buttons' gesture."""
         n = self.meta["next"]
         self.meta["next"] = n + 1
-        try:
-            self._save_meta()
-        except OSError:
-            self.meta["next"] = n
-            raise
         return n
 
     def ack(self, n):
@@ -161,9 +172,10 @@ class SessionStore:
         if new:
             while len(ids) >= self.keep:
                 self._drop(ids[0])
-        if n >= self.meta["next"]:
-            self.meta["next"] = n + 1
-            self._save_meta()
+        if new and n >= self.durable_next:
+            if n >= self.meta["next"]:
+                self.meta["next"] = n + 1
+            self._save_meta()  # the number is taken for good before the record exists
         _put_atomic(self._file(n), self._frame(payload))
         if new:
             ids.append(n)

@@ -350,3 +350,45 @@ def test_side_channel_answers_on_the_pens_clock(pen):
     pen.press("start", 1200)
     assert int(pen.truth()["t_us"]) >= t1 + 1_200_000
     assert pen.status()["state"] == "ARMED"
+
+
+def test_many_sessions_and_brown_outs_in_first_passes_lose_nothing(pen):
+    """SP-61, SP-62, TM-21: through the pen as a user drives it: 30 sessions (cartridge new,
+    three passes) without a reboot, then the power cut during the first pass of three more
+    sessions at varied moments: every command answers (no out-of-memory), each cut session is
+    on record with its interrupted pass, cartridge numbers never repeat, and `session info`
+    counts what the store keeps."""
+    def run_for(ms):
+        pen.ok("run")
+        pen.wait(lambda s: s["stroke_hz"] > 90, timeout=5, what="stroke rate")
+        pen.virtual_sleep(ms)
+        pen.ok("stop")
+        pen.wait_state("ARMED", timeout=10)
+
+    pen.ok("arm")
+    numbers = []
+    for _ in range(30):
+        numbers.append(pen.ok("cartridge new")["cartridge"])
+        for _ in range(3):
+            run_for(150)
+        assert pen.ok("session summary last")["id"] == numbers[-1]
+    listed = pen.ok("session list")
+    assert [e["id"] for e in listed] == numbers[-30:] and listed[-1]["passes"] == 3
+    assert all(e["pen_session"] == str(e["id"]) for e in listed)
+    for k, ms in enumerate((30, 180, 420)):
+        n = pen.ok("cartridge new")["cartridge"]
+        assert n > numbers[-1], "cartridge %d after %d" % (n, numbers[-1])
+        numbers.append(n)
+        pen.ok("run")
+        pen.wait_state("RUNNING", timeout=5)
+        pen.virtual_sleep(ms)
+        pen.vp.ctl("power", "cut")
+        st = pen.wait_state("READY", timeout=30)
+        assert st["cartridge"] == 0 and not st["cartridge_ok"]
+        rec = pen.ok(f"session get {n}")
+        assert rec["passes"] == [] and rec["interrupted_pass"]["depth_mm"] > 0, rec
+        pen.ok("arm")
+    info = pen.ok("session info")
+    assert info["kept"] == 33 and info["last"] == numbers[-1] and info["next"] == numbers[-1] + 1
+    assert info["dropped"] == 0 and info["unfetched"] == 0
+    assert len(set(numbers)) == len(numbers) == 33

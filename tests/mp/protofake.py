@@ -195,6 +195,9 @@ class FakeSessions:
         self.recs = [{"id": 1, "start": "2026-03-01T10:00:00", "duration_s": 60.0,
                       "passes": [], "faults": []}]  # fmt: skip
 
+    def entries(self, first=None, n=32):
+        return self.list(first, n)
+
     def list(self, first=None, n=32):
         self.listed = (first, n)
         return [{"id": r["id"], "start": r["start"], "duration_s": r["duration_s"]}
