@@ -375,7 +375,7 @@ def test_many_sessions_and_brown_outs_in_first_passes_lose_nothing(pen):
     listed = pen.ok("session list")
     assert [e["id"] for e in listed] == numbers[-30:] and listed[-1]["passes"] == 3
     assert all(e["pen_session"] == str(e["id"]) for e in listed)
-    for k, ms in enumerate((30, 180, 420)):
+    for ms in (30, 180, 420):
         n = pen.ok("cartridge new")["cartridge"]
         assert n > numbers[-1], "cartridge %d after %d" % (n, numbers[-1])
         numbers.append(n)
