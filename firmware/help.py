@@ -70,6 +70,9 @@ HELP = (
     ('telemetry on [HZ] | telemetry off | telemetry fetch SEQ [N] | telemetry',
      'Stream `~T` samples at HZ (1..200, default telemetry_hz), stop the stream, fetch up'
      " to N (1..100, default 50) kept samples from SEQ on, or show the ring's state."),
-    ('session list | session get N | session summary last',
-     'Session summaries stored on the pen (one per cartridge).'),
+    ('session list [FIRST [N]] | session get N | session summary last | session info',
+     '| session ack N Session summaries stored on the pen (one per cartridge): list gives'
+     " the newest 32 (or N from FIRST on); info the store's counters (kept, first, last, "
+     'next, acked, dropped, unfetched = dropped before the host confirmed them); ack N: '
+     'the host stored up to N.'),
 )

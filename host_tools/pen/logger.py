@@ -97,13 +97,26 @@ def resolve_db_path(option: str | os.PathLike | None = None) -> Path:
     return default_db_path()
 
 
-def open_db(path: Path) -> sqlite3.Connection:
+def open_db(path: Path, create: bool = True) -> sqlite3.Connection:
+    """The telemetry database. A file that exists is checked first (a damaged one is refused
+    with DatabaseRefused, untouched); one that does not exist is created only with `create`."""
+    from .records.schema import DatabaseRefused, check_database
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        check_database(path, "telemetry", "--telemetry-db")
+    elif not create:
+        raise DatabaseRefused(
+            f"no telemetry database at {path}: check the path (--telemetry-db or "
+            f"${DB_ENV}); pen log creates one"
+        )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(str(path))
     db.row_factory = sqlite3.Row
     db.executescript(SCHEMA)
     return db
+
 
 
 def _now_iso() -> str:

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    with open_records(args) as records:
+    with open_records(args, create=True) as records:
         client_id = records.add_client(args.id)
     if args.json:
         print(json.dumps({"id": client_id}))

@@ -4,6 +4,7 @@ cable; `--csv` export."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -20,8 +21,9 @@ def register(subparsers) -> None:
         "the missed samples from the pen's ring buffer (telemetry fetch); a gap that cannot be "
         "filled is recorded with its reason. Stops after --duration or on Ctrl-C.",
     )
-    p.add_argument("--db", metavar="FILE", help="database (default: $PEN_LOG_DB, else "
-                   "telemetry.sqlite3 in the user's data folder for pen)")  # fmt: skip
+    p.add_argument("--telemetry-db", "--db", dest="db", metavar="FILE",
+                   help="telemetry database (written by pen log; default: $PEN_LOG_DB, else "
+                   "telemetry.sqlite3 in the user's data folder for pen); --db is the old name")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--rate", type=float, metavar="HZ", help="telemetry rate (default: the pen's)")
     p.add_argument("--csv", metavar="FILE", help="also export the session's samples as CSV")
@@ -85,10 +87,16 @@ def cmd_log(args) -> int:
         plan = lgmod.parse_disconnects(args.simulate_disconnect)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    from ..records.schema import DatabaseRefused
+
     db_path = lgmod.resolve_db_path(args.db)
+    if not db_path.exists():
+        print(f"pen: creating a new telemetry database at {db_path}", file=sys.stderr)
     try:
         db = lgmod.open_db(db_path)
-    except (OSError, Exception) as exc:
+    except DatabaseRefused as exc:
+        raise CliError(str(exc)) from exc
+    except (OSError, sqlite3.Error) as exc:
         raise CliError(f"cannot open the telemetry database {db_path}: {exc}") from exc
     with session(args, share=True) as link:  # other `pen` commands use it meanwhile
         lg = lgmod.TelemetryLogger(link, db, rate_hz=args.rate, simulate_disconnect=plan,
@@ -121,7 +129,7 @@ def cmd_log(args) -> int:
         for g in summ["gaps"]:
             last = "?" if g["last_seq"] < 0 else g["last_seq"]
             print(f"  gap seq {g['first_seq']}..{last}: {g['reason']}")
-        print(f"report: pen report {sid}" + (f" --db {args.db}" if args.db else ""))
+        print(f"report: pen report {sid}" + (f" --telemetry-db {args.db}" if args.db else ""))
     return 0
 
 

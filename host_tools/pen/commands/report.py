@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         "strokes and faults.",
     )
     p.add_argument("session", help="session number (see pen sessions), or 'last'")
-    p.add_argument("--db", metavar="FILE", help="telemetry database (default as for pen log)")
+    p.add_argument("--telemetry-db", "--db", dest="db", metavar="FILE",
+                   help="telemetry database (read; default: $PEN_LOG_DB, else "
+                   "telemetry.sqlite3 in the user's data folder for pen); --db is the old name")
     p.add_argument("--out", metavar="PNG", help="figure file (default: session-N.png here)")
     p.add_argument(
         "--settle",
@@ -54,11 +56,15 @@ def make_report(db, sid: int, out: Path | None, settle: float = 1.0) -> tuple[di
 def cmd_report(args) -> int:
     from .. import logger as lg
     from .. import report as rp
+    from ..records.schema import DatabaseRefused
 
     path = lg.resolve_db_path(args.db)
     if not path.exists():
         raise CliError(f"no telemetry database at {path} (record one with pen log)")
-    db = lg.open_db(path)
+    try:
+        db = lg.open_db(path, create=False)
+    except DatabaseRefused as exc:
+        raise CliError(str(exc)) from exc
     try:
         if args.session == "last":
             row = db.execute("SELECT MAX(id) AS id FROM sessions").fetchone()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from ..errors import CliError
 
@@ -14,7 +15,9 @@ def register(subparsers) -> None:
         description="Lists the sessions `pen log` recorded in the telemetry database and, when a "
         "pen is connected (or --port/$PEN_PORT is given), the session summaries the pen keeps.",
     )
-    p.add_argument("--db", metavar="FILE", help="telemetry database (default as for pen log)")
+    p.add_argument("--telemetry-db", "--db", dest="db", metavar="FILE",
+                   help="telemetry database (read; default: $PEN_LOG_DB, else "
+                   "telemetry.sqlite3 in the user's data folder for pen); --db is the old name")
     p.add_argument("--no-pen", action="store_true", help="only this computer's sessions")
     p.add_argument("--json", action="store_true", help="print {host: [...], pen: [...]} as JSON")
     p.set_defaults(func=cmd_sessions)
@@ -34,13 +37,19 @@ def _pen_sessions(args) -> tuple[list | None, str | None]:
 
 def cmd_sessions(args) -> int:
     from .. import logger as lg
+    from ..records.schema import DatabaseRefused
 
     path = lg.resolve_db_path(args.db)
     host: list[dict] = []
-    if path.exists():
-        db = lg.open_db(path)
-        host = lg.list_sessions(db)
-        db.close()
+    if path.exists() or args.db:
+        try:
+            db = lg.open_db(path, create=False)
+            host = lg.list_sessions(db)
+            db.close()
+        except DatabaseRefused as exc:
+            raise CliError(str(exc)) from exc
+        except sqlite3.DatabaseError as exc:
+            raise CliError(f"the telemetry database {path} is damaged ({exc})") from exc
     pen, problem = (None, "not asked (--no-pen)") if args.no_pen else _pen_sessions(args)
     if args.json:
         print(json.dumps({"db": str(path), "host": host, "pen": pen, "pen_problem": problem}))

@@ -415,7 +415,7 @@ def cmd_due(args: argparse.Namespace) -> int:
 
 
 def cmd_checklist(args: argparse.Namespace) -> int:
-    with open_records(args) as records:
+    with open_records(args, create=args.action in ("add", "remove")) as records:
         if args.action == "add":
             if not args.key or not args.question:
                 raise CliError('usage: pen treat checklist add KEY "QUESTION?"')
@@ -433,7 +433,7 @@ def cmd_checklist(args: argparse.Namespace) -> int:
 
 
 def cmd_aftercare(args: argparse.Namespace) -> int:
-    with open_records(args) as records:
+    with open_records(args, create=bool(args.set_file or args.reset)) as records:
         if args.set_file:
             try:
                 text = Path(args.set_file).read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from ..errors import CliError
 from ..presets import PresetError, PresetTable, load_presets
 from . import resolve_db_path
-from .schema import SchemaError
+from .schema import DatabaseRefused, SchemaError
 from .store import Records, RecordsError
 
 PRESETS_ENV = "PEN_PRESETS"
@@ -22,10 +22,13 @@ CLINICIAN_ENV = "PEN_CLINICIAN"
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--records-db",
         "--db",
+        dest="db",
         metavar="FILE",
-        help="records database (default: $PEN_DB, else records.sqlite3 in the user's "
-        "data folder for pen)",
+        help="the clinic's records database (default: $PEN_DB, else records.sqlite3 in the "
+        "user's data folder for pen); --db is the old name. Reading commands refuse a file "
+        "that does not exist; `pen db init` creates one",
     )
 
 
@@ -39,16 +42,26 @@ def add_presets_option(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def open_records(args: argparse.Namespace) -> Iterator[Records]:
+def open_records(args: argparse.Namespace, create: bool = False) -> Iterator[Records]:
+    """The records database for one command. `create`: a command that writes may create it
+    (saying so); any other refuses a path where there is none (a typo never makes a new empty
+    database). A damaged file is refused before anything touches it."""
     path = resolve_db_path(getattr(args, "db", None))
+    if create and not path.exists():
+        print(f"pen: creating a new records database at {path}", file=sys.stderr)
     try:
-        records = Records.open(path)
+        records = Records.open(path, create=create)
+    except DatabaseRefused as exc:
+        raise CliError(str(exc)) from exc
     except (SchemaError, sqlite3.Error, OSError) as exc:
         raise CliError(f"cannot open the records database {path}: {exc}") from exc
     try:
         yield records
     except RecordsError as exc:
         raise CliError(str(exc), status=getattr(exc, "status", 1)) from exc
+    except sqlite3.DatabaseError as exc:
+        raise CliError(f"the records database {path} is damaged ({exc}); restore the last "
+                       f"backup: pen db restore BACKUP --records-db {path}") from exc  # fmt: skip
     finally:
         records.close()
 

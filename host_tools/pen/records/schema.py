@@ -25,6 +25,59 @@ from pathlib import Path
 from .timeutil import now_iso
 
 SCHEMA_TABLE = "records_schema"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class DatabaseRefused(Exception):
+    """A database file the pen tools will not open (missing for a reading command, or
+    damaged): the message says which file, why, and what to do. Nothing was written to it."""
+
+
+def check_database(path: str | Path, what: str, option: str) -> None:
+    """Refuse (DatabaseRefused) unless `path` is a sound SQLite database: its header, then
+    SQLite's `PRAGMA quick_check` on a read-only connection (nothing is written, not even a
+    journal). `what` names the database ("records"), `option` the command-line option."""
+    path = Path(path)
+    restore = (f"keep the file as it is for inspection and restore the last backup: "
+               f"pen db restore BACKUP {option} {path} (pen db backup makes one)")  # fmt: skip
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as exc:
+        raise DatabaseRefused(f"cannot read the {what} database {path}: {exc.strerror}") from exc
+    if head[:16] != SQLITE_MAGIC:
+        raise DatabaseRefused(f"{path} is not a {what} database (no SQLite header): it is "
+                              f"damaged or another file; nothing was written to it; {restore}")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise DatabaseRefused(f"the {what} database {path} is damaged ({exc}); nothing was "
+                              f"written to it; {restore}") from exc
+    if rows != [("ok",)]:
+        detail = "; ".join(str(r[0]) for r in rows[:3])
+        raise DatabaseRefused(f"the {what} database {path} is damaged (integrity check: "
+                              f"{detail}); nothing was written to it; {restore}")
+
+
+def backup_database(src: str | Path, dest: str | Path) -> None:
+    """Copy a live database with SQLite's online backup API (consistent even while another
+    process writes to it). `dest` must not exist."""
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists: choose a new backup file")
+    s = sqlite3.connect(f"{Path(src).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        d = sqlite3.connect(str(dest))
+        try:
+            s.backup(d)
+        finally:
+            d.close()
+    finally:
+        s.close()
 
 BUILTIN_CHECKLIST = (
     ("active_acne", "Active acne (inflamed papules, pustules or cysts) in the treatment area?"),
@@ -283,12 +336,24 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST) -> list[int]:
     return applied
 
 
-def connect(path: str | Path, *, target: int = LATEST, backup: bool = True) -> sqlite3.Connection:
-    """Open (creating if needed) the records database at `path`, migrated to `target`."""
+def connect(path: str | Path, *, target: int = LATEST, backup: bool = True,
+            create: bool = True, option: str = "--records-db") -> sqlite3.Connection:  # fmt: skip
+    """Open the records database at `path`, migrated to `target`. A file that exists is
+    checked first (`check_database`: a damaged one is refused, untouched); one that does not
+    exist is created only with `create` (else DatabaseRefused: a mistyped path never makes a
+    new empty database)."""
     path = str(path)
     in_memory = path == ":memory:" or path.startswith("file::memory:")
     if not in_memory:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if Path(path).exists():
+            check_database(path, "records", option)
+        elif not create:
+            raise DatabaseRefused(
+                f"no records database at {path}: check the path ({option} or $PEN_DB); "
+                f"`pen db init {option} {path}` creates a new one"
+            )
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row

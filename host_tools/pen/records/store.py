@@ -108,8 +108,8 @@ class Records:
         self.conn = conn
 
     @classmethod
-    def open(cls, path: str | Path) -> Records:
-        return cls(schema.connect(path))
+    def open(cls, path: str | Path, create: bool = True) -> Records:
+        return cls(schema.connect(path, create=create))
 
     def close(self) -> None:
         self.conn.close()
