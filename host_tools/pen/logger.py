@@ -165,6 +165,11 @@ class TelemetryLogger:
         self._down_until: float | None = None
         self._pending_commit = 0
         self.patience_s = 120.0  # how long to wait for a pulled cable to come back
+        self.silence_s = 1.0  # no sample for this long: ask the pen (rebooted? stream off?)
+        self._last_rx = 0.0
+        self._last_probe = 0.0
+        self._finished = False
+        self._unannounced = 0  # reboots found from uptime / seq whose BOOT event is not seen
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> int:
@@ -179,7 +184,7 @@ class TelemetryLogger:
         self.db.commit()
         self.link.take_unsolicited()  # what came before the session is not part of it
         self._telemetry_on()
-        self.t0 = self.clock()
+        self.t0 = self._last_rx = self.clock()
         return self.session_id
 
     def _telemetry_on(self) -> None:
@@ -190,16 +195,22 @@ class TelemetryLogger:
         return self.clock() - self.t0
 
     def finish(self) -> Stats:
-        if self._down_until is not None:
-            self._come_back()
+        """Close the session: its end time is written whatever happens on the link (a second
+        call does nothing)."""
+        if self._finished:
+            return self.stats
         try:
+            if self._down_until is not None:
+                self._come_back()
             if self.link.is_open:
                 self.link.call("telemetry off")
                 self.link.poll(0.05)
                 self._ingest()
-        except LinkError:
+        except (LinkError, OSError):
             pass
-        self._update_session(ended=True)
+        finally:
+            self._finished = True
+            self._update_session(ended=True)
         return self.stats
 
     # -- the work -----------------------------------------------------------------------------
@@ -229,6 +240,50 @@ class TelemetryLogger:
             self._come_back()
             return
         self._ingest()
+        t = self.clock()
+        if t - self._last_rx > self.silence_s and t - self._last_probe > self.silence_s:
+            self._last_probe = t
+            self._probe()
+
+    def _probe(self) -> None:
+        """No sample for a while: a pen that rebooted (its uptime went back) or whose stream
+        stopped. Either way it is subscribed again; a reboot is recorded."""
+        try:
+            st = self.link.call("status", timeout=3)
+        except LinkLost:
+            return  # the next pump reconnects
+        except LinkError:
+            return
+        self._ingest()
+        up = st.get("uptime_ms") if isinstance(st, dict) else None
+        if isinstance(up, int) and self.last_t_ms is not None and up < self.last_t_ms:
+            self._rebooted(f"uptime went back from {self.last_t_ms} to {up} ms")
+        try:
+            self._telemetry_on()
+        except LinkError:
+            pass
+
+    def _rebooted(self, why: str, announced: bool = False) -> None:
+        """The pen restarted: the rest of the previous boot's samples are a gap, the reboot an
+        event; the next samples belong to the next boot."""
+        after = self.next_seq
+        if after is not None:
+            self._gap(after, None, f"the pen rebooted ({why}): samples after this are lost")
+        self.db.execute(
+            "INSERT INTO events VALUES (?,?,?,?,?)",
+            (self.session_id, self.boot, time.time(), "R",
+             json.dumps({"event": "reboot", "why": why, "after_seq": after,
+                         "last_t_ms": self.last_t_ms})),
+        )  # fmt: skip
+        self.stats.events += 1
+        self.boot += 1
+        self.stats.boots = self.boot
+        self.next_seq = None
+        self.last_t_ms = None
+        self.stats.status = "the pen rebooted: logging its new boot"
+        self._pending_commit += 1
+        if not announced:
+            self._unannounced += 1  # its BOOT event may still come: not a second reboot
 
     def _come_back(self) -> None:
         self._down_until = None
@@ -253,15 +308,28 @@ class TelemetryLogger:
         self.stats.status = "reconnected"
 
     def _ingest(self) -> None:
+        resubscribe = False
         for u in self.link.take_unsolicited():
             if u.kind == "T" and isinstance(u.data, dict) and "seq" in u.data:
                 self._live(u.data)
             elif u.kind in ("E", "S"):
+                d = u.data
+                if isinstance(d, dict) and d.get("event") == "state" and d.get("from") == "BOOT":
+                    if self._unannounced:
+                        self._unannounced -= 1  # that reboot was seen already (uptime, seq)
+                    elif self.last_t_ms is not None:
+                        self._rebooted("it announced a new boot", announced=True)
+                        resubscribe = True
                 self.db.execute(
                     "INSERT INTO events VALUES (?,?,?,?,?)",
                     (self.session_id, self.boot, u.t_host, u.kind, json.dumps(u.data)),
                 )
                 self.stats.events += 1
+        if resubscribe:
+            try:
+                self._telemetry_on()
+            except LinkError:
+                pass
         if self._pending_commit:
             self._update_session()
 
@@ -275,14 +343,12 @@ class TelemetryLogger:
             )  # fmt: skip
             if not rebooted:
                 return  # already stored (by a backfill)
-            self._gap(self.next_seq, None, "the pen rebooted: samples after this are lost")
-            self.boot += 1
-            self.stats.boots = self.boot
-            self.next_seq = None
+            self._rebooted("its sequence numbers and clock started again")
         if self.next_seq is not None and seq > self.next_seq:
             self._backfill(self.next_seq, seq - 1)
         if self._store(s, "live"):
             self.stats.live += 1
+        self._last_rx = self.clock()
         self.stats.last = s
         self.next_seq = seq + 1
         if isinstance(t_ms, (int, float)):

@@ -103,14 +103,20 @@ def cmd_log(args) -> int:
                                    note=args.note)  # fmt: skip
         sid = lg.start()
         print(f"session {sid}: logging {link.port} into {db_path}", file=sys.stderr)
+        # Every way out finishes the session's record (its end time): the end of --duration,
+        # Ctrl-C (SIGINT), a kill (SIGTERM, SIGHUP), a lost pen, an error.
+        old = _on_signals(_stop)
         try:
             _run(lg, args)
         except KeyboardInterrupt:
             pass
         except LinkError as exc:
-            lg.finish()
             raise CliError(f"logging stopped: {exc} (session {sid} kept)") from exc
-        stats = lg.finish()
+        finally:
+            try:
+                stats = lg.finish()
+            finally:
+                _on_signals(old)
     summ = lgmod.summary(stats, sid, db)
     if args.csv:
         from ..report import export_samples_csv
@@ -131,6 +137,26 @@ def cmd_log(args) -> int:
             print(f"  gap seq {g['first_seq']}..{last}: {g['reason']}")
         print(f"report: pen report {sid}" + (f" --telemetry-db {args.db}" if args.db else ""))
     return 0
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt  # handled like Ctrl-C: the session is finished, then pen exits
+
+
+def _on_signals(handler):
+    """Install `handler` (a function, or the dict returned before) for SIGTERM and SIGHUP."""
+    import signal
+
+    old = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            old[sig] = signal.signal(sig, handler[sig] if isinstance(handler, dict) else handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return old
 
 
 def _run(lg, args) -> None:
