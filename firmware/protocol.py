@@ -27,6 +27,7 @@ What the protocol uses of the application (tests use fakes that implement all of
 
 import gc
 import json
+import time
 from array import array
 
 from micropython import const
@@ -96,6 +97,8 @@ class Protocol:
         st["firmware_version"] = FIRMWARE_VERSION
         st["protocol_version"] = PROTOCOL_VERSION
         st["unlocked"] = self.unlocked()
+        t = time.localtime()  # the pen's clock, as session summaries date their start
+        st["clock"] = "%04d-%02d-%02dT%02d:%02d:%02d" % (t[0], t[1], t[2], t[3], t[4], t[5])
         return st
 
     def _sessions(self):

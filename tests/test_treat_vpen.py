@@ -10,7 +10,8 @@ timeout.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -289,3 +290,38 @@ def test_full_flow_client_plan_checklist_preset_session_record_history(pen, cli)
     assert f"total strokes: {sum(strokes)}" in first and "faults: none" in first
     assert "1.25" in second and "total strokes:" in second
     assert f"duration: {summary['duration_s']:.0f} s" in first
+
+
+def test_record_refuses_a_pen_session_from_before_the_treatment(pen, cli):
+    """HT-86: on the virtual pen, a pass run before `treat start` (a session where no treatment
+    was done) is not attached to the new treatment: `treat record --from-pen` exits non-zero
+    naming the mismatch and stores nothing; once the pen's session of this treatment has run,
+    it is recorded with the pen's own session number; --accept-mismatch REASON records the
+    other one, keeping the reason."""
+    assert cli("client", "add", "C-3")[0] == 0
+    pen.call("arm")
+    before = pen.call("cartridge new")["cartridge"]
+    pen.run_pass(800)
+    ran = datetime.fromisoformat(pen.call("session summary last")["start"])
+    # Over the allowed slack (60 s) by the pen's own clock, before the treatment starts.
+    pen.wait(lambda s: (datetime.fromisoformat(s["clock"]) - ran).total_seconds() > 75,
+             timeout=90, what="75 s on the pen's clock")  # fmt: skip
+    rc, out, err = cli("treat", "start", "--client", "C-3", "--indication", "rejuvenation",
+                       "--area", "forehead", "--answers", NO, "--no-pen")  # fmt: skip
+    assert rc == 0, err
+    rc, out, err = cli("treat", "record", "--session", "1", "--from-pen", pen=pen)
+    assert rc != 0 and "before this treatment was started" in err, (rc, err)
+    rc, shown, _ = cli("client", "show", "C-3")
+    assert "1 pass" not in shown and "total strokes" not in shown
+    n = pen.call("cartridge new")["cartridge"]
+    assert n == before + 1
+    pen.run_pass(800)
+    rc, out, err = cli("treat", "record", "--session", "1", "--from-pen", pen=pen)
+    assert rc == 0, err
+    assert f"the pen's session {n}" in out
+    rc, out, err = cli("treat", "start", "--client", "C-3", "--indication", "rejuvenation",
+                       "--area", "cheeks", "--answers", NO, "--no-pen")  # fmt: skip
+    assert rc == 0, err
+    rc, out, err = cli("treat", "record", "--session", "2", "--from-pen", "--pen-session",
+                       str(before), "--accept-mismatch", "forgot treat start", pen=pen)  # fmt: skip
+    assert rc == 0 and "bound despite" in err, err

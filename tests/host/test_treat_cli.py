@@ -260,13 +260,15 @@ class FakeLink(ScriptedLink):
     def _answer(self, line):
         if self.refuse and self.refuse in line:
             return "error:5 value out of range"
-        if line == pen_adapter.SESSION_SUMMARY_COMMAND:
+        if line == pen_adapter.SESSION_SUMMARY_COMMAND or line.startswith("session get "):
             return "ok " + json.dumps(self.summary)
         return "ok"
 
 
 def test_start_sends_the_preset_and_record_reads_the_pen(pen, monkeypatch):
     summary = json.loads(pen.summary_file("p", DAY0, [2.0, 2.25]).read_text())
+    summary["start"] = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
+    summary["pen_session"] = "7"  # ran after treat start: binds
     summary["faults"] = [{"code": "stall", "at_s": 31.0}]
     summary["overrides"] = [{"kind": "depth", "from_mm": 2.5, "to_mm": 2.6, "by": "button"}]
     link = FakeLink(summary=summary)
@@ -284,7 +286,7 @@ def test_start_sends_the_preset_and_record_reads_the_pen(pen, monkeypatch):
 
     link.sent.clear()
     pen.ok("treat", "record", "--session", "1", "--from-pen")
-    assert link.sent == [pen_adapter.SESSION_SUMMARY_COMMAND]
+    assert link.sent == [pen_adapter.SESSION_SUMMARY_COMMAND, "status"]  # status: its clock
     assert pen.sql("SELECT seq, depth_mm FROM passes ORDER BY seq") == [(1, 2.0), (2, 2.25)]
     assert pen.sql("SELECT code, at_s FROM session_faults") == [("stall", 31.0)]
     assert pen.sql("SELECT kind, source, by_whom FROM overrides") == [("depth", "pen", "button")]
@@ -397,3 +399,75 @@ def test_clinic_preset_table_is_checked_before_use(pen, tmp_path):
     assert pen.sql("SELECT preset_depth_max_mm FROM treatment_sessions") == [(2.0,)]
     lines = pen("treat", "presets", "--lines", db=False)[1].splitlines()
     assert lines[0] == "set preset.rejuvenation_forehead.depth_min 0.25"
+
+
+# -- binding the pen's session to the treatment ----------------------------------------------
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_record_from_pen_binds_by_id_time_and_client(pen, monkeypatch, case):
+    """HT-86: `treat record --from-pen` stores the pen's session only when it matches the
+    treatment: its own session id not recorded for another treatment (any client), its first
+    pass after `treat start`, at least one pass. Any mismatch (random times around the start,
+    ids reused, no pass, no id) is refused with a non-zero exit and nothing stored, unless
+    --accept-mismatch REASON, which is stored as a pen_binding override with the reasons."""
+    import random
+
+    rnd = random.Random(case)
+    pen.ok("client", "add", "C-200")
+    links = []
+
+    def open_with(summary):
+        link = FakeLink(summary=summary)
+        links.append(link)
+        monkeypatch.setattr(pen_adapter, "open_link", lambda port: link)
+
+    assert start(pen)[0] == 0  # treatment 1 (C-100), started now
+    offset = rnd.choice((-3600, -600, -90, 90, 600))  # the pen's first pass vs treat start
+    kind = rnd.choice(("ok", "no_id", "no_pass", "reused"))
+    summary = json.loads(pen.summary_file("b", DAY0, [1.5]).read_text())
+    summary["start"] = (datetime.now(timezone.utc) + timedelta(seconds=offset)).isoformat()
+    summary["passes"][0]["start_s"] = 0.0
+    summary["pen_session"] = "41"
+    if kind == "no_id":
+        del summary["pen_session"]
+    if kind == "no_pass":
+        summary["passes"] = []
+    if kind == "reused":  # the same pen session already went into C-200's record
+        rc, _, err = pen("treat", "start", "--client", "C-200", "--indication", "acne_scars",
+                         "--area", "cheeks", "--answers", NO, "--no-pen")  # fmt: skip
+        assert rc == 0, err
+        ok = dict(summary, start=(datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat())
+        open_with(ok)
+        pen.ok("treat", "record", "--session", "2", "--from-pen")
+    if offset > 60:
+        offset = 0  # a pass dated later than now is "in the future": keep it valid
+        summary["start"] = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
+    open_with(summary)
+    rc, out, err = pen("treat", "record", "--session", "1", "--from-pen")
+    if kind == "ok" and offset == 0:
+        assert rc == 0, err
+        assert pen.sql("SELECT pen_session FROM treatment_sessions WHERE id=1") == [("41",)]
+        return
+    assert rc != 0 and "does not match" in err and "--accept-mismatch" in err, (kind, err)
+    assert pen.sql("SELECT COUNT(*) FROM passes WHERE session_id=1") == [(0,)]
+    assert pen.sql("SELECT status FROM treatment_sessions WHERE id=1") == [("open",)]
+    rc, out, err = pen("treat", "record", "--session", "1", "--from-pen", "--accept-mismatch",
+                       "pen session confirmed with the client's chart")  # fmt: skip
+    assert rc == 0, err
+    rows = pen.sql("SELECT reason, detail FROM overrides WHERE kind='pen_binding'")
+    assert len(rows) == 1 and rows[0][0] == "pen session confirmed with the client's chart"
+    assert json.loads(rows[0][1])["problems"], "the reasons are kept"
+
+
+def test_record_from_pen_fetches_the_named_pen_session(pen, monkeypatch):
+    """HT-86: --pen-session P asks the pen for its session P (`session get P`)."""
+    summary = json.loads(pen.summary_file("n", DAY0, [1.5]).read_text())
+    summary["start"] = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
+    summary["pen_session"] = "12"
+    link = FakeLink(summary=summary)
+    monkeypatch.setattr(pen_adapter, "open_link", lambda port: link)
+    assert start(pen)[0] == 0
+    link.sent.clear()
+    pen.ok("treat", "record", "--session", "1", "--from-pen", "--pen-session", "12")
+    assert link.sent == ["session get 12", "status"]

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
 from ..errors import CliError
@@ -26,7 +27,7 @@ from ..records.cli_support import (
 from ..records.html import render_session_html
 from ..records.store import ContraindicationBlocked, Records
 from ..records.summary import SummaryError, parse_summary
-from ..records.timeutil import now, parse_iso, to_iso
+from ..records.timeutil import aware, now, parse_iso, to_iso
 from .unlock import SECRET_ENV, add_secret_option, load_secret
 
 
@@ -90,6 +91,12 @@ def register(subparsers) -> None:
     src.add_argument("--from-json", metavar="FILE", help="the pen's session summary as JSON")
     src.add_argument("--from-pen", action="store_true", help="fetch the summary from the pen")
     p.add_argument("--replace", action="store_true", help="overwrite passes already recorded")
+    p.add_argument("--pen-session", metavar="P", type=int,
+                   help="with --from-pen: the pen's own session number (see pen sessions; "
+                   "default: the pen's newest session)")  # fmt: skip
+    p.add_argument("--accept-mismatch", metavar="REASON",
+                   help="with --from-pen: record even though the pen's session does not match "
+                   "this treatment (its id, time or client); the reason is kept")  # fmt: skip
     add_db_option(p)
     p.set_defaults(func=cmd_record)
 
@@ -319,13 +326,16 @@ def cmd_record(args: argparse.Namespace) -> int:
         link = None
         try:
             link = pen_adapter.open_link(args.port)
-            summary = pen_adapter.fetch_session(link)
+            summary = pen_adapter.fetch_session(link, args.pen_session)
+            fetched_at, clock = now(), pen_adapter.pen_clock(link)
         except pen_adapter.PenAdapterError as exc:
             raise CliError(str(exc)) from exc
         finally:
             if link is not None:
                 pen_adapter.close_link(link)
     else:
+        if args.pen_session is not None or args.accept_mismatch:
+            raise CliError("--pen-session and --accept-mismatch go with --from-pen")
         path = Path(args.from_json)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -338,15 +348,71 @@ def cmd_record(args: argparse.Namespace) -> int:
         except SummaryError as exc:
             raise CliError(f"{path}: {exc}") from exc
     with open_records(args) as records:
+        if args.from_pen:
+            problems = binding_problems(records, args.session, summary, fetched_at, clock)
+            reason = (args.accept_mismatch or "").strip()
+            if problems and not reason:
+                raise CliError(
+                    f"the pen's session {summary.pen_session or '?'} does not match treatment "
+                    f"session {args.session}; nothing recorded:\n  - " + "\n  - ".join(problems)
+                    + "\n(choose the pen's session with --pen-session P, see pen sessions; or "
+                    "record it anyway with --accept-mismatch REASON)"
+                )
         warnings = records.record_summary(args.session, summary, replace=args.replace)
+        if args.from_pen and problems:
+            by = clinician_of(args)
+            records.record_binding_override(args.session, reason, by, {
+                "pen_session": summary.pen_session, "problems": problems})  # fmt: skip
+            warn(f"pen session {summary.pen_session} bound despite: {'; '.join(problems)} "
+                 f"(by {by or '?'}: {reason})")  # fmt: skip
     for message in warnings:
         warn(message)
     strokes = sum(p.strokes for p in summary.passes)
     print(
         f"session {args.session}: {len(summary.passes)} passes ({strokes} strokes), "
         f"{len(summary.faults)} faults, {len(summary.overrides)} overrides recorded"
+        + (f" (the pen's session {summary.pen_session})" if summary.pen_session else "")
     )
     return 0
+
+
+CLOCK_SLACK = timedelta(seconds=60)  # the pen's clock against the computer's
+
+
+def binding_problems(records, session_id: int, summary, fetched_at=None, clock=None) -> list[str]:
+    """Why the pen's session `summary` may not be this treatment's: its id (bound elsewhere,
+    or this treatment bound to another), its time (its first pass before `treat start`, or
+    after now), no pass at all. Empty: it matches. `clock`, the pen's clock read at
+    `fetched_at`, puts the pen's times on the computer's clock (a pen clock that is off or
+    was never set does not matter)."""
+    row = records.session(session_id).row
+    ps = summary.pen_session
+    out = []
+    if ps is None:
+        out.append("the pen's summary carries no session id")
+    else:
+        if row["pen_session"] and str(row["pen_session"]) != str(ps):
+            out.append(f"treatment session {session_id} is bound to the pen's session "
+                       f"{row['pen_session']}, not {ps}")  # fmt: skip
+        for other in records.sessions_bound_to_pen_session(ps, session_id):
+            out.append(f"the pen's session {ps} is already recorded as treatment session "
+                       f"{other['id']} of client {other['client_id']}")  # fmt: skip
+    if not summary.passes:
+        out.append(f"the pen's session {ps} has no pass")
+        return out
+    first_s = timedelta(seconds=summary.passes[0].start_s)
+    if clock is not None and fetched_at is not None:
+        start = summary.start.replace(tzinfo=None)  # the pen's own frame, as its clock
+        first = aware(fetched_at) + (start + first_s - clock)
+    else:
+        first = aware(summary.start) + first_s
+    begun = parse_iso(row["created_at"])
+    if first < begun - CLOCK_SLACK:
+        out.append(f"its first pass ran at {to_iso(first)}, before this treatment was started "
+                   f"({to_iso(begun)}): it belongs to another treatment")  # fmt: skip
+    elif first > now() + CLOCK_SLACK:
+        out.append(f"its first pass is dated {to_iso(first)}, in the future")
+    return out
 
 
 # -- plan / due --------------------------------------------------------------------------

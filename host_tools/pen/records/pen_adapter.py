@@ -82,9 +82,10 @@ def apply_preset(link, preset: Preset) -> list[str]:
     return [_request(link, line) for line in preset_to_settings_lines(preset, select=True)]
 
 
-def fetch_session(link) -> SessionSummary:
-    """Read the pen's summary of its last session."""
-    payload = _request(link, SESSION_SUMMARY_COMMAND)
+def fetch_session(link, pen_session: int | None = None) -> SessionSummary:
+    """Read the pen's summary of its session `pen_session` (its own number), else its last."""
+    line = SESSION_SUMMARY_COMMAND if pen_session is None else f"session get {pen_session}"
+    payload = _request(link, line)
     try:
         data: Any = json.loads(payload)
     except json.JSONDecodeError as exc:
@@ -93,6 +94,18 @@ def fetch_session(link) -> SessionSummary:
         return parse_summary(data)
     except ValueError as exc:
         raise PenAdapterError(f"the pen's session summary is not usable: {exc}") from exc
+
+
+def pen_clock(link):
+    """The pen's clock now (naive datetime, the frame its summaries' `start` use), or None
+    when the pen does not report it."""
+    from datetime import datetime
+
+    try:
+        st = json.loads(_request(link, "status"))
+        return datetime.fromisoformat(st["clock"])
+    except (PenAdapterError, KeyError, TypeError, ValueError):
+        return None
 
 
 def open_link(port: str | None):

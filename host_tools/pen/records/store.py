@@ -427,6 +427,24 @@ class Records:
                 )
         return session_id
 
+    def sessions_bound_to_pen_session(self, pen_session: str, exclude: int) -> list[dict]:
+        """Other treatment sessions already holding the pen's session `pen_session`."""
+        return self._all(
+            "SELECT id, client_id FROM treatment_sessions WHERE pen_session = ? AND id != ?",
+            (str(pen_session), exclude),
+        )
+
+    def record_binding_override(self, session_id: int, reason: str, by: str | None,
+                                detail: dict[str, Any]) -> None:  # fmt: skip
+        """The clinician bound a pen session to this treatment despite the checks (kept with
+        who, why and what did not match)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO overrides (session_id, kind, source, by_whom, reason, at, detail) "
+                "VALUES (?, 'pen_binding', 'host', ?, ?, ?, ?)",
+                (session_id, by, reason, now_iso(), json.dumps(detail)),
+            )
+
     def record_summary(
         self, session_id: int, summary: SessionSummary, *, replace: bool = False
     ) -> list[str]:
