@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    """HT-50, HT-60, HT-62: the demo boots the virtual pen, handshakes, homes, calibrates, sets
-    a depth, arms, confirms a cartridge, runs the needle under skin load with live figures,
-    stops, and prints the session's summary and report PNG, every step a `pen` command (those
-    during the log through the log's link)."""
+    """HT-50, HT-60, HT-62, HT-87: the demo boots the virtual pen, handshakes, homes,
+    calibrates, sets a depth, arms, confirms a cartridge, runs the needle under skin load with
+    live figures, stops, and prints the session's summary and report PNG, every step a `pen`
+    command (those during the log through the log's link); it leaves nothing in the temporary
+    folder (no secret key file)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out_dir = tmp_path / "out"
     res = subprocess.run(
-        [sys.executable, "-m", "pen.demo", "--out", str(tmp_path)],
+        [sys.executable, "-m", "pen.demo", "--out", str(out_dir)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )  # fmt: skip
+    left = sorted(p.name for p in scratch.rglob("*") if not p.is_dir())
+    assert left == [], "files left in the temporary folder"  # (the registry folder may stay)
+    tmp_path = out_dir
     out = res.stdout
     assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
     for step in ("$ pen --port", "status", "home: ok; state READY", "calibration accepted",

@@ -125,11 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         pen("--port", port, "home")
         if not args.no_calibrate:
             say("quick depth calibration with the virtual gauge (pitch error, offset, backlash)")
-            with tempfile.NamedTemporaryFile("w", suffix=".key", delete=False) as f:
-                f.write(TEST_SECRET_HEX + "\n")
-            pen("--port", port, "calibrate", "depth", "--gauge", "virtual", "--points", "6",
-                "--repeats", "1", "--verify-step", "0.5", "--yes", "--secret-file", f.name,
-                "--report", str(out / "calibration"))  # fmt: skip
+            # The key file lives only as long as the command that reads it.
+            with tempfile.TemporaryDirectory(prefix="pen-demo-") as keydir:
+                key = Path(keydir) / "pen.key"
+                key.write_text(TEST_SECRET_HEX + "\n")
+                key.chmod(0o600)
+                pen("--port", port, "calibrate", "depth", "--gauge", "virtual", "--points",
+                    "6", "--repeats", "1", "--verify-step", "0.5", "--yes", "--secret-file",
+                    str(key), "--report", str(out / "calibration"))  # fmt: skip
         say(f"set a depth of {args.depth:.2f} mm")
         pen("--port", port, "set", "depth", f"{args.depth:.2f}")
         say(f"arm, confirm a cartridge, run at {args.hz} Hz for {args.seconds:g} s under skin "
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         db.close()
         print(f"session {sid}: {stats.samples} samples, {stats.missing} missing")
         say("report")
-        pen("report", str(sid), "--db", str(out / "telemetry.sqlite3"), "--out",
+        pen("report", str(sid), "--telemetry-db", str(out / "telemetry.sqlite3"), "--out",
             str(out / f"session-{sid}.png"))  # fmt: skip
         say(f"done in {time.monotonic() - t0:.0f} s; files in {out}/")
     finally:
