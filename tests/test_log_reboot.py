@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pen.link import open_link
+from pen.link import PenRefused, open_link
 
 SPEED = 4
 PEN = str(Path(sys.executable).with_name("pen"))
@@ -48,7 +48,14 @@ def run_needle(port: str) -> None:
         if link.call("status")["state"] == "READY":
             link.call("arm")
         link.call("cartridge new")
-        link.call("run 100")
+        deadline = time.monotonic() + 10
+        while True:  # refused (BUSY) while the depth stop still settles
+            try:
+                link.call("run 100")
+                break
+            except PenRefused:
+                assert time.monotonic() < deadline, "run refused"
+                time.sleep(0.1)
         wait(link, lambda s: s["state"] == "RUNNING")
 
 
@@ -73,9 +80,10 @@ def rows(db: Path, sql: str, *params):
 
 
 def test_log_survives_a_pen_reboot(vpen_factory, tmp_path):
-    """HT-84: `pen log --duration` with a power cut mid-run: the logger notices the reboot
-    (the pen's new boot / its uptime going back), records the gap and a reboot event,
-    subscribes again and stores the new boot's samples once the pen runs again."""
+    """HT-84, HT-88: `pen log --duration` with a power cut mid-run: the logger notices the
+    reboot (the pen's new boot / its uptime going back), records the gap and a reboot event,
+    subscribes again and stores the new boot's samples once the pen runs again; the log's
+    record names the pen's own session numbers it saw."""
     pen = vpen_factory(speed=SPEED)
     db = tmp_path / "t.sqlite3"
     run_needle(pen.port)
@@ -112,6 +120,8 @@ def test_log_survives_a_pen_reboot(vpen_factory, tmp_path):
     ev = rows(db, "SELECT data FROM events WHERE kind='R'")
     assert len(ev) == 1 and json.loads(ev[0][0])["event"] == "reboot"
     assert rows(db, "SELECT ended_at IS NOT NULL FROM sessions")[0][0] == 1
+    # The pen's own session numbers (one before the cut, one after) are on the log's record.
+    assert rows(db, "SELECT pen_sessions FROM sessions")[0][0] == "1,2"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -296,8 +296,8 @@ def test_record_refuses_a_pen_session_from_before_the_treatment(pen, cli):
     """HT-86: on the virtual pen, a pass run before `treat start` (a session where no treatment
     was done) is not attached to the new treatment: `treat record --from-pen` exits non-zero
     naming the mismatch and stores nothing; once the pen's session of this treatment has run,
-    it is recorded with the pen's own session number; --accept-mismatch REASON records the
-    other one, keeping the reason."""
+    it is recorded with the pen's own session number (HT-88: shown by client show);
+    --accept-mismatch REASON records the other one, keeping the reason."""
     assert cli("client", "add", "C-3")[0] == 0
     pen.call("arm")
     before = pen.call("cartridge new")["cartridge"]
@@ -319,6 +319,8 @@ def test_record_refuses_a_pen_session_from_before_the_treatment(pen, cli):
     rc, out, err = cli("treat", "record", "--session", "1", "--from-pen", pen=pen)
     assert rc == 0, err
     assert f"the pen's session {n}" in out
+    rc, shown, _ = cli("client", "show", "C-3")
+    assert rc == 0 and f"pen session: {n}" in shown  # HT-88
     rc, out, err = cli("treat", "start", "--client", "C-3", "--indication", "rejuvenation",
                        "--area", "cheeks", "--answers", NO, "--no-pen")  # fmt: skip
     assert rc == 0, err

@@ -115,6 +115,10 @@ def open_db(path: Path, create: bool = True) -> sqlite3.Connection:
     db = sqlite3.connect(str(path))
     db.row_factory = sqlite3.Row
     db.executescript(SCHEMA)
+    cols = [r[1] for r in db.execute("PRAGMA table_info(sessions)")]
+    if "pen_sessions" not in cols:  # a database from before the pen's own session ids
+        db.execute("ALTER TABLE sessions ADD COLUMN pen_sessions TEXT")
+        db.commit()
     return db
 
 
@@ -182,10 +186,25 @@ class TelemetryLogger:
         )  # fmt: skip
         self.session_id = cur.lastrowid
         self.db.commit()
+        self.pen_sessions: list[int] = []
+        try:
+            st = self.link.call("status")
+            if isinstance(st, dict) and st.get("cartridge"):
+                self._pen_session(int(st["cartridge"]))
+        except (LinkError, TypeError, ValueError):
+            pass
         self.link.take_unsolicited()  # what came before the session is not part of it
         self._telemetry_on()
         self.t0 = self._last_rx = self.clock()
         return self.session_id
+
+    def _pen_session(self, n: int) -> None:
+        """The pen's own session (its cartridge number) seen during this log."""
+        if n and n not in self.pen_sessions:
+            self.pen_sessions.append(n)
+            self.db.execute("UPDATE sessions SET pen_sessions=? WHERE id=?",
+                            (",".join(map(str, self.pen_sessions)), self.session_id))
+            self._pending_commit += 1
 
     def _telemetry_on(self) -> None:
         cmd = "telemetry on" if not self.rate_hz else f"telemetry on {self.rate_hz:g}"
@@ -314,6 +333,11 @@ class TelemetryLogger:
                 self._live(u.data)
             elif u.kind in ("E", "S"):
                 d = u.data
+                if isinstance(d, dict) and d.get("event") == "cartridge" and d.get("what") == "new":
+                    try:
+                        self._pen_session(int(d.get("cartridge") or 0))
+                    except (TypeError, ValueError):
+                        pass
                 if isinstance(d, dict) and d.get("event") == "state" and d.get("from") == "BOOT":
                     if self._unannounced:
                         self._unannounced -= 1  # that reboot was seen already (uptime, seq)

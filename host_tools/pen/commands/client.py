@@ -95,8 +95,8 @@ def format_session(session: SessionRecord) -> list[str]:
         lines.append(f"  preset: {session.preset_text()}")
     duration = _fmt(s["duration_s"], ".0f", " s")
     lines.append(
-        f"  cartridge: {s['cartridge'] or '-'}  duration: {duration}  "
-        f"clinician: {s['clinician'] or '-'}"
+        f"  cartridge: {s['cartridge'] or '-'}  pen session: {s['pen_session'] or '-'}  "
+        f"duration: {duration}  clinician: {s['clinician'] or '-'}"
     )
     if session.answers:
         answers = ", ".join(

@@ -28,7 +28,16 @@ def _pen_sessions(args) -> tuple[list | None, str | None]:
 
     try:
         with session(args, check=False, timeout=3.0) as link:
-            return link.call("session list"), None
+            listed = link.call("session list")
+            try:
+                info = link.call("session info")
+            except LinkError:
+                info = None  # a pen from before the counters
+        if isinstance(info, dict) and isinstance(listed, list):
+            listed.append({"kept": info.get("kept"), "of": info.get("keep"),
+                           "dropped": info.get("dropped"),
+                           "dropped_before_fetched": info.get("unfetched")})  # fmt: skip
+        return listed, None
     except PortNotFound:
         return None, "no pen connected"
     except LinkError as exc:
@@ -60,7 +69,8 @@ def cmd_sessions(args) -> int:
     for s in host:
         miss = s["missing_samples"]
         print(f"  {s['id']:>4}  {s['started_at']}  {s['duration_s']:8.1f} s  "
-              f"{s['samples']:>7} samples  pen {s['pen_serial'] or '?'}"
+              f"{s['samples']:>7} samples  pen {s['pen_serial'] or '?'}  "
+              f"pen session {s.get('pen_sessions') or '-'}"
               + (f"  {miss} missing" if miss else ""))  # fmt: skip
     if pen is None:
         print(f"on the pen: {problem}")
