@@ -71,6 +71,14 @@ def screen_shows(pen, words: str, timeout: float = 30.0) -> None:
             shown = ""
 
 
+def stored(db: Path) -> int:
+    """Samples stored so far (0 while pen log is still creating the database)."""
+    try:
+        return rows(db, "SELECT COUNT(*) FROM samples")[0][0] if db.exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 def rows(db: Path, sql: str, *params):
     con = sqlite3.connect(db, timeout=15)
     try:
@@ -92,7 +100,7 @@ def test_log_survives_a_pen_reboot(vpen_factory, tmp_path):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 20
-        while not (db.exists() and rows(db, "SELECT COUNT(*) FROM samples")[0][0] > 100):
+        while stored(db) <= 100:
             assert time.monotonic() < deadline and log.poll() is None, log.stderr.read()
             time.sleep(0.1)
         pen.ctl("power", "cut")
@@ -136,7 +144,7 @@ def test_killed_log_finishes_its_session(vpen_factory, tmp_path, sig):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 20
-        while not (db.exists() and rows(db, "SELECT COUNT(*) FROM samples")[0][0] > 50):
+        while stored(db) <= 50:
             assert time.monotonic() < deadline and log.poll() is None, log.stderr.read()
             time.sleep(0.1)
         log.send_signal(sig)
