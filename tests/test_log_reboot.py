@@ -153,6 +153,6 @@ def test_killed_log_finishes_its_session(vpen_factory, tmp_path, sig):
         if log.poll() is None:
             log.kill()
     ended, samples = rows(db, "SELECT ended_at, samples FROM sessions")[0]
-    stored = rows(db, "SELECT COUNT(*) FROM samples")[0][0]
+    kept = rows(db, "SELECT COUNT(*) FROM samples")[0][0]
     assert ended is not None, "the session has no end time"
-    assert samples == stored > 50
+    assert samples == kept > 50
