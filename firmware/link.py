@@ -37,7 +37,10 @@ from micropython import const
 from firmware import errors as E
 from firmware.protocol import error
 
-MAX_LINE = const(200)
+# 420: the longest documented command, `calib set` with a 32-point table at the table's bounds
+# ("calib set [" + 32 x "-1000,-2000," + "]" = 395 bytes), fits one line (the line buffer is
+# preallocated: 220 bytes more than the 200 before).
+MAX_LINE = const(420)
 REPLY_WAIT_MS = const(2000)
 _POLL_MS = const(4)
 _IDLE_MS = const(20)

@@ -306,3 +306,41 @@ def test_calibrate_virtual_pen_end_to_end(vpen_factory, tmp_path, capsys):
             worst = max(worst, abs(true_mm - mm))
             assert abs(true_mm - mm) <= 0.02, (mm, true_mm)
     print(f"worst error over {2 * len(grid)} depths: {worst * 1000:.1f} µm")
+
+
+def test_thirty_points_reach_the_pen_and_saved_readings_resume(vpen_factory, tmp_path, capsys,
+                                                               monkeypatch):  # fmt: skip
+    """HT-89: `pen calibrate depth --points 30` on the virtual pen: the readings are saved
+    before anything is sent (a run stopped at the confirmation keeps all 30 in its report),
+    `--resume REPORT` uses them without measuring again, and the 30-point table reaches the
+    pen in one `calib set` line (within the line limit) and is accepted."""
+    from pen.cli import main as pen_main
+    from pen.link import open_link
+
+    monkeypatch.setattr("builtins.input", lambda prompt="": (_ for _ in ()).throw(EOFError))
+    pen = vpen_factory(speed=4)
+    secret = tmp_path / "secret.key"
+    secret.write_text(TEST_SECRET_HEX + "\n")
+    assert pen_main(["--port", pen.port, "set", "depth_limit_mm", "3.00", "--secret-file",
+                     str(secret)]) == 0  # fmt: skip
+    capsys.readouterr()
+    base = ["--port", pen.port, "calibrate", "depth", "--gauge", "virtual", "--points", "30",
+            "--repeats", "1", "--verify-step", "0.25", "--secret-file", str(secret),
+            "--report", str(tmp_path / "cal")]  # fmt: skip
+    rc = pen_main(base)  # nobody confirms the write
+    _, err = capsys.readouterr()
+    assert rc != 0 and "confirmation needed" in err, err
+    saved = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert len(saved["rounds"][0]["readings"]) == 30
+    with open_link(pen.port) as link:
+        before = link.call("calib get")
+    assert len(before) < 60, "nothing was written"
+    report = str(tmp_path / "cal" / "calibration.json")
+    rc = pen_main(base + ["--yes", "--json", "--resume", report])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    rep = json.loads(out)
+    assert rep["resumed_readings"] == 30 and rep["verdict"] == "accepted"
+    assert len(rep["table_after"]) >= 60
+    with open_link(pen.port) as link:
+        assert link.call("calib get") == rep["table_after"]

@@ -192,7 +192,7 @@ byte_input = st.one_of(
     st.binary(max_size=300),
     st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(
         [b"\n", b"\r", b"\r\n", b"!", b"?", b"#1 ", b"status", b"set depth 1.00",
-         b"\xff", b"\x00", b"x" * 250])), max_size=8).map(b"".join),  # fmt: skip
+         b"\xff", b"\x00", b"x" * 450])), max_size=8).map(b"".join),  # fmt: skip
 )
 
 

@@ -564,7 +564,7 @@ def test_serial_garbage():
         n0 = len(port.replies)
         port.send(b"\xff\xfe\x80\x81garbage\xc3\n")  # not UTF-8
         port.send(b"set depth \x01 2.00\n")  # a control byte
-        port.send(b"x" * 300 + b"\n")  # over-long
+        port.send(b"x" * 500 + b"\n")  # over-long (MAX_LINE 420)
         port.send(b"set depth_m")  # half a line: the cable was pulled here ...
         port.send(b"\n#5 status\n")  # ... the host's reconnect ends it, then a command
         t["ms"] = await r.until(lambda: len(port.replies) >= n0 + 5, 100, "replies")

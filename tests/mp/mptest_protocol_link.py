@@ -127,7 +127,8 @@ def test_line_assembly_rules():
     the next line starts clean."""
     a = LineAssembler()
     s = _Sink()
-    data = b"hello\r\nstatus\rget depth\n" + b"st!a?tus\n" + b"#5 " + b"x" * 300 + b"\n"
+    data = b"hello\r\nstatus\rget depth\n" + b"st!a?tus\n"
+    data += b"#5 " + b"x" * (MAX_LINE + 100) + b"\n"
     data += b"bad\x00byte\n" + b"\n" + b"hel"
     a.feed(data, len(data), s)
     a.feed(b"lo\n", 3, s)

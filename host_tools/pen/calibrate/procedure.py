@@ -20,7 +20,14 @@ class Ui:
 
 class Calibrator:
     def __init__(self, ops: PenOps, gauge, cfg: Config, ui: Ui,
-                 unlock: Callable[[], None] | None = None):  # fmt: skip
+                 unlock: Callable[[], None] | None = None,
+                 save: Callable[[dict], None] | None = None,
+                 resume: list[tuple[int, float]] | None = None):  # fmt: skip
+        """`save(report)` runs after each round's readings are taken, before anything is sent
+        to the pen; `resume`: readings saved by an earlier run, used for the first round
+        instead of measuring again."""
+        self.save = save
+        self.resume = resume
         self.ops = ops
         self.gauge = gauge
         self.cfg = cfg
@@ -82,17 +89,24 @@ class Calibrator:
             plan = plan_points(current, limit_um, cfg.points, ax)
             self.ui.info(f"round {round_no}: measuring {len(plan)} points x {cfg.repeats} "
                          f"({plan[0]}..{plan[-1]} steps)")  # fmt: skip
-            if self.unlock:
-                self.unlock()  # the service state (raw moves) needs the unlock
-            self.ops.enter_service()
-            try:
-                readings = self.measure(current, plan, round_no)
-            finally:
-                self.ops.exit_service()
-            fit = fit_table(readings, limit_um, cfg)
-            rnd: dict[str, Any] = {"round": round_no, "plan_steps": plan,
-                                   "readings": readings, "fit": asdict(fit)}  # fmt: skip
+            if round_no == 1 and self.resume:
+                readings = [(int(s), float(mm)) for s, mm in self.resume]
+                rep["resumed_readings"] = len(readings)
+                self.ui.info(f"round 1: {len(readings)} saved readings, not measured again")
+            else:
+                if self.unlock:
+                    self.unlock()  # the service state (raw moves) needs the unlock
+                self.ops.enter_service()
+                try:
+                    readings = self.measure(current, plan, round_no)
+                finally:
+                    self.ops.exit_service()
+            rnd: dict[str, Any] = {"round": round_no, "plan_steps": plan, "readings": readings}
             rep["rounds"].append(rnd)
+            if self.save:
+                self.save(rep)  # the readings are kept before anything is sent
+            fit = fit_table(readings, limit_um, cfg)
+            rnd["fit"] = asdict(fit)
             self.ui.info(
                 f"fit: residuals max {fit.residual_max_mm * 1000:.1f} µm, RMS "
                 f"{fit.residual_rms_mm * 1000:.1f} µm; repeatability: range max "

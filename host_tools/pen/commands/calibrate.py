@@ -56,6 +56,10 @@ def register(subparsers) -> None:
                    help="folder for calibration.json and calibration.png "
                    "(default: ./calibration-YYYYmmdd-HHMMSS)")  # fmt: skip
     d.add_argument("--yes", action="store_true", help="write the table without asking")
+    d.add_argument("--resume", metavar="REPORT",
+                   help="a calibration.json from an earlier run: its last round's readings are "
+                   "used instead of measuring again (the readings are saved before anything is "
+                   "sent to the pen)")  # fmt: skip
     add_secret_option(d)
     d.add_argument("--json", action="store_true", help="print the report as JSON at the end")
     d.set_defaults(func=cmd_calibrate_depth)
@@ -77,6 +81,13 @@ def cmd_calibrate_depth(args) -> int:
                    verify_step_mm=args.verify_step)  # fmt: skip
     typed = not args.gauge
     secret = load_secret(args)
+    resume = None
+    if args.resume:
+        try:
+            rounds = json.loads(Path(args.resume).read_text())["rounds"]
+            resume = [(int(s), float(mm)) for s, mm in rounds[-1]["readings"]]
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise CliError(f"--resume {args.resume}: no saved readings ({exc})") from exc
     folder = Path(args.report or datetime.now().strftime("calibration-%Y%m%d-%H%M%S"))
     out = sys.stderr if args.json else sys.stdout
 
@@ -129,7 +140,13 @@ def cmd_calibrate_depth(args) -> int:
 
             prog.start()
         ui = C.Ui(info=info, confirm=confirm, progress=progress)
-        cal = C.Calibrator(C.PenOps(link, cfg), gauge, cfg, ui, unlock=do_unlock)
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def keep(rep: dict) -> None:
+            (folder / "calibration.json").write_text(json.dumps(rep, indent=2))
+
+        cal = C.Calibrator(C.PenOps(link, cfg), gauge, cfg, ui, unlock=do_unlock, save=keep,
+                           resume=resume)  # fmt: skip
         status = 0
         message = None
         try:
@@ -149,8 +166,14 @@ def cmd_calibrate_depth(args) -> int:
             if isinstance(exc, PenRefused) and exc.code == 11:
                 hint = " (unlock: give --secret-file FILE or set $PEN_SECRET)"
             message = f"calibration aborted: {exc}{hint}"
-        except LinkError:
-            raise
+        except LinkError as exc:
+            rep = cal.report
+            rep["verdict"] = "aborted"
+            rep["reasons"] = [str(exc)]
+            keep(rep)
+            raise CliError(f"calibration aborted: {exc}; the readings are saved in "
+                           f"{folder / 'calibration.json'}: resume with --resume "
+                           f"{folder / 'calibration.json'}") from exc  # fmt: skip
         finally:
             if prog:
                 prog.stop()

@@ -14,7 +14,7 @@ from . import handshake as hs
 from .replies import Reply, Unsolicited, classify, is_read_only
 from .transport import Transport
 
-MAX_LINE = 200  # bytes per command line, docs/protocol.md
+MAX_LINE = 420  # bytes per command line, docs/protocol.md (firmware/link.py: a 32-point calib)
 DEFAULT_TIMEOUT = 5.0
 
 
