@@ -321,7 +321,7 @@ def test_thirty_points_reach_the_pen_and_saved_readings_resume(vpen_factory, tmp
     pen = vpen_factory(speed=4)
     secret = tmp_path / "secret.key"
     secret.write_text(TEST_SECRET_HEX + "\n")
-    assert pen_main(["--port", pen.port, "set", "depth_limit_mm", "3.00", "--secret-file",
+    assert pen_main(["--port", pen.port, "set", "depth_limit", "3.00", "--secret-file",
                      str(secret)]) == 0  # fmt: skip
     capsys.readouterr()
     base = ["--port", pen.port, "calibrate", "depth", "--gauge", "virtual", "--points", "30",

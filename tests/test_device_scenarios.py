@@ -360,7 +360,7 @@ def test_many_sessions_and_brown_outs_in_first_passes_lose_nothing(pen):
     counts what the store keeps."""
     def run_for(ms):
         pen.ok("run")
-        pen.wait(lambda s: s["stroke_hz"] > 90, timeout=5, what="stroke rate")
+        pen.wait(lambda s: s["measured_hz"] > 90, timeout=5, what="stroke rate")
         pen.virtual_sleep(ms)
         pen.ok("stop")
         pen.wait_state("ARMED", timeout=10)
