@@ -4,6 +4,7 @@ See the class's docstring for the layout, the retention and the RAM it needs.
 """
 
 import os
+from array import array
 from binascii import crc32
 
 from micropython import const
@@ -11,6 +12,7 @@ from micropython import const
 
 def _crc(data):
     return crc32(data) & 0xFFFFFFFF
+
 
 _REC_MAX = const(4096)  # a session summary's JSON, at most (sessions.Sessions keeps it under)
 KEEP = const(256)  # sessions kept on the pen (see SessionStore)
@@ -36,6 +38,87 @@ def _is_id(name):
     return len(name) == 8 and name.isdigit()
 
 
+# Every `os.ilistdir` loop below runs to its end: littlefs keeps an open directory on a list
+# until its iterator is exhausted, and an iterator left half-way can be freed while listed.
+
+
+class _Ids:
+    """The kept session numbers, ascending, in one fixed buffer (4 bytes each, `cap` of them)
+    allocated once when the store opens: the store's one long-lived block besides the meta
+    dict, the same size whatever the number of sessions, and never regrown (a fragmented heap
+    cannot fail a later append)."""
+
+    def __init__(self, cap):
+        self._a = array("i", bytes(4 * cap))
+        self._n = 0
+
+    def __len__(self):
+        return self._n
+
+    def __bool__(self):
+        return self._n > 0
+
+    def __getitem__(self, k):
+        n = self._n
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError("index out of range")
+        return self._a[k]
+
+    def __iter__(self):
+        a = self._a
+        for k in range(self._n):
+            yield a[k]
+
+    def _find(self, v):
+        """The index of the first number >= v."""
+        a = self._a
+        lo, hi = 0, self._n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if a[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def __contains__(self, v):
+        k = self._find(v)
+        return k < self._n and self._a[k] == v
+
+    def add(self, v):
+        """Insert v in order (no-op when present). The caller keeps len below the capacity."""
+        a = self._a
+        k = self._find(v)
+        if k < self._n and a[k] == v:
+            return
+        if self._n >= len(a):
+            raise MemoryError("session index full")
+        j = self._n
+        while j > k:
+            a[j] = a[j - 1]
+            j -= 1
+        a[k] = v
+        self._n += 1
+
+    def remove(self, v):
+        a = self._a
+        k = self._find(v)
+        if k >= self._n or a[k] != v:
+            raise ValueError("not kept")
+        self._n -= 1
+        while k < self._n:
+            a[k] = a[k + 1]
+            k += 1
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+    def __repr__(self):
+        return repr(list(self))
+
+
 class SessionStore:
     """The session summaries on the pen's flash: one small file per session in a folder.
 
@@ -56,8 +139,9 @@ class SessionStore:
     Retention: the newest KEEP (256) sessions. On littlefs a summary of 0.2-4 KB takes one
     4 KiB block, so the store needs at most (KEEP + 2) * 4 KiB = 1032 KiB of the pen's 1408 KiB
     filesystem; the rest is for the settings (and a left-over `.tmp`). RAM: one summary (at
-    most 4 KB) while it is read or written, plus the sorted list of the kept numbers (KEEP small
-    ints): nothing grows with the number of sessions ever recorded.
+    most 4 KB) while it is read or written, plus the index of the kept numbers (one fixed
+    buffer of 4 * (KEEP + 1) bytes, allocated first when the store opens): nothing grows with
+    the number of sessions ever recorded.
 
     Flash writes happen only while the needle motor is stopped (the callers see to it).
     """
@@ -65,6 +149,8 @@ class SessionStore:
     def __init__(self, path="sessions", keep=KEEP):
         self.path = path
         self.keep = keep
+        # The index first, while the heap is in one piece: the scan below leaves garbage.
+        ids = _Ids(keep + 1)
         self.meta = {"next": 1, "acked": 0, "dropped": 0, "unfetched": 0, "floor": 0}
         try:
             os.mkdir(path)
@@ -76,14 +162,11 @@ class SessionStore:
                 v = m.get(k)
                 if isinstance(v, int) and v >= 0:
                     self.meta[k] = v
-        count = 0
         stale = None
         for ent in os.ilistdir(path):
             name = ent[0]
             if name.endswith(".tmp") or (_is_id(name) and int(name) <= self.meta["floor"]):
                 stale = name  # a write the power cut short; a drop whose removal it cut short
-            elif _is_id(name):
-                count += 1
         while stale is not None:
             try:
                 os.remove(path + "/" + stale)
@@ -94,14 +177,27 @@ class SessionStore:
                 name = ent[0]
                 if name.endswith(".tmp") or (_is_id(name) and int(name) <= self.meta["floor"]):
                     stale = name
-        ids = [0] * count  # one allocation of the final size (the heap may be fragmented)
-        k = 0
+        over = False  # more files than the index holds (`keep` made smaller since)
         for ent in os.ilistdir(path):
-            if k < count and _is_id(ent[0]):
-                ids[k] = int(ent[0])
-                k += 1
-        ids.sort()
+            name = ent[0]
+            if _is_id(name):
+                n = int(name)
+                if len(ids) > keep:
+                    over = True
+                    if n < ids[0]:
+                        continue  # older than every indexed one: dropped below
+                    ids.remove(ids[0])
+                ids.add(n)
         self.ids = ids
+        while over:  # the oldest beyond the index go, counted, one fresh listing per removal
+            over = False
+            for ent in os.ilistdir(path):
+                if _is_id(ent[0]) and int(ent[0]) < ids[0]:
+                    over = int(ent[0])
+            if over:
+                self._drop(over, indexed=False)
+        while len(ids) > keep:
+            self._drop(ids[0])
         if ids and ids[-1] >= self.meta["next"]:
             self.meta["next"] = ids[-1] + 1
         self.durable_next = self.meta["next"]
@@ -178,11 +274,9 @@ class SessionStore:
             self._save_meta()  # the number is taken for good before the record exists
         _put_atomic(self._file(n), self._frame(payload))
         if new:
-            ids.append(n)
-            if len(ids) > 1 and ids[-2] > n:
-                ids.sort()
+            ids.add(n)
 
-    def _drop(self, n):
+    def _drop(self, n, indexed=True):
         """Remove the oldest session; counted (on flash) before it goes."""
         m = self.meta
         m["dropped"] += 1
@@ -195,7 +289,8 @@ class SessionStore:
             os.remove(self._file(n))
         except OSError:
             pass
-        self.ids.remove(n)
+        if indexed:
+            self.ids.remove(n)
 
     def get(self, n):
         if n not in self.ids:

@@ -132,6 +132,15 @@ def test_store_is_bounded_drops_oldest_and_counts_unfetched():
     check([e["id"] for e in s.list(35, 2)] == [35, 36])
     s2 = Sessions(SessionStore("/fl/sessions", keep=8), clock=clock)
     check(s2.info() == inf, "the counters survive a reboot: %r" % s2.info())
+    # Opened with a smaller retention, the oldest beyond it go at once, each counted (none
+    # was confirmed after 15), and the next session still takes a new number.
+    s3 = Sessions(SessionStore("/fl/sessions", keep=3), clock=clock)
+    i3 = s3.info()
+    check(list(s3.store.ids) == [38, 39, 40], repr(s3.store.ids))
+    check(i3["dropped"] == 37 and i3["unfetched"] == 12 + 17 + 5 and i3["next"] == 41, repr(i3))
+    left = sorted(n for n in os.listdir("/fl/sessions") if n != "meta")
+    check(left == ["%08d" % k for k in (38, 39, 40)], repr(left))
+    check(s3.get(37) is None and s3.get(38)["id"] == 38)
     os.umount("/fl")
 
 
