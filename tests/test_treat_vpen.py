@@ -10,7 +10,6 @@ timeout.
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta
 
 import pytest
