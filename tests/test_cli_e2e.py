@@ -166,7 +166,7 @@ def test_other_commands_work_while_a_log_runs(vpen, capsys, tmp_path):
         rc, out, err = run_pen(capsys, "--port", port, "get", "stroke_hz")
         assert rc == 0 and out.strip(), err
         rc, out, err = run_pen(capsys, "--port", port, "sessions", "--db",
-                               str(tmp_path / "other.sqlite3"), "--json")  # fmt: skip
+                               str(tmp_path / "t.sqlite3"), "--json")  # fmt: skip
         assert rc == 0 and isinstance(json.loads(out)["pen"], list), err
         rc, out, err = run_pen(capsys, "--port", port, "reset")
         assert rc == 1 and "stop the log" in err
