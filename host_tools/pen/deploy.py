@@ -20,7 +20,9 @@ module is deployed as source there, and the plan says so.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
+import io
 import shutil
 import subprocess
 import tempfile
@@ -105,6 +107,24 @@ def build(root: Path | None = None, target_arch: str | None = None,
                 continue
             out.append(PenFile(rel, dest, data))
     return out
+
+
+def build_romfs(files: list[PenFile]) -> bytes:
+    """A ROMFS image of the pen's modules (everything but boot.py/main.py), built by mpremote's
+    own ROMFS writer from the files `build()` compiled (armv6m `.mpy`: mpremote's build would
+    call mpy-cross without -march, which viper/native modules need). Byte-identical for the
+    same files: the chip tier boots exactly this image."""
+    from mpremote.romfs import make_romfs
+
+    with tempfile.TemporaryDirectory(prefix="pen-romfs-") as tmp:
+        for f in files:
+            if f.dest in SOURCE_ONLY:
+                continue
+            p = Path(tmp) / f.dest
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(f.data)
+        with contextlib.redirect_stdout(io.StringIO()):  # its tree listing
+            return bytes(make_romfs(tmp, mpy_cross=False))
 
 
 # -- targets -----------------------------------------------------------------------------------

@@ -1,0 +1,230 @@
+"""One emulated pen: the RP2040 emulator rp2040py running the pen's base MicroPython image with
+the pen's modules in ROMFS (the image `pen deploy` builds) and boot.py/main.py on littlefs.
+
+The emulator is driven synchronously from the calling thread, batch by batch; every wait is
+bounded in *emulated* time (`run_until(pred, emu_s)`), never in host wall time.
+
+Three behaviours of rp2040py 0.3.6 are corrected here (facts: ../shared/rp2/README.md):
+1. USB OUT: its host answers every armed CDC OUT buffer at once with a zero-length packet when it
+   has nothing to send, so the guest spends most of its cycles in the USB interrupt. A real host
+   NAKs: the OUT request is parked while the host has nothing queued and completed when data is.
+2. A pin's own driven level is not fed back into its input: each GPIO's driven state is mirrored
+   into its pad input through the pin's change listener (a real RP2040 reads its own output).
+3. PIO advances at most one instruction per CPU step and an idle jump (WFI) counts as one: a
+   periodic alarm every `IDLE_BOUND_NS` bounds the idle jumps. The same alarm samples the core's
+   exception number (IPSR), which measures the time spent in each interrupt from outside the
+   firmware.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from . import image as IMG
+
+SYS_HZ = 125_000_000
+IDLE_BOUND_NS = 1000  # the sampler / idle-bound alarm period: 1 µs of emulated time
+TIMER_IRQS = (16, 17, 18, 19)  # exception numbers of TIMER_IRQ_0..3 (16 + IRQ number)
+
+
+def littlefs_image(files: dict[str, bytes]) -> bytes:
+    """A littlefs image of the pen's filesystem ("/") holding `files` (name -> bytes)."""
+    from littlefs import LittleFS, UserContext
+
+    ctx = UserContext(buffsize=IMG.FS_BLOCK_SIZE * IMG.FS_BLOCK_COUNT)
+    lfs = LittleFS(context=ctx, block_size=IMG.FS_BLOCK_SIZE, block_count=IMG.FS_BLOCK_COUNT,
+                   prog_size=256, disk_version=0x00020000)  # fmt: skip
+    for name, data in files.items():
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            try:
+                lfs.mkdir(d)
+            except Exception:  # noqa: BLE001 -- exists
+                pass
+        with lfs.open(name, "wb") as fh:
+            fh.write(data)
+    lfs.unmount()
+    return bytes(lfs.context.buffer)
+
+
+def pen_flash(root: Path | None = None) -> tuple[bytes, dict[str, bytes]]:
+    """What `pen deploy` puts on a chip: (ROMFS image of the modules, files for littlefs)."""
+    from pen import deploy as D
+
+    files = D.build(root, target_arch="armv6m")
+    romfs = D.build_romfs(files)
+    fs = {f.dest: f.data for f in files if f.dest in D.SOURCE_ONLY}
+    return romfs, fs
+
+
+class IrqSampler:
+    """Time in each exception, sampled from outside the firmware every IDLE_BOUND_NS: a run of
+    consecutive samples in one exception number is one entry (an IRQ's duration, ±1 sample)."""
+
+    def __init__(self):
+        self.enabled = False
+        self.reset()
+
+    def reset(self):
+        self.samples = 0  # samples taken while enabled
+        self.in_exc = {}  # exception number -> samples inside it
+        self.runs = {}  # exception number -> [run lengths] (one per entry)
+        self._cur = 0
+        self._len = 0
+
+    def sample(self, ipsr):
+        self.samples += 1
+        if ipsr:
+            self.in_exc[ipsr] = self.in_exc.get(ipsr, 0) + 1
+        if ipsr == self._cur:
+            self._len += 1
+            return
+        if self._cur:
+            self.runs.setdefault(self._cur, []).append(self._len)
+        self._cur = ipsr
+        self._len = 1
+
+    def timer_runs(self):
+        """Durations (in samples = µs) of the timer interrupt entries: the exception among
+        TIMER_IRQ_0..3 that was entered most often (the control tick's hard timer)."""
+        best = max(TIMER_IRQS, key=lambda n: len(self.runs.get(n, ())))
+        return best, list(self.runs.get(best, ()))
+
+
+class ChipPen:
+    """The emulated chip with the pen's files; `plant` (chip.plant.ChipPlant) wires the rest."""
+
+    def __init__(self, romfs: bytes, fs_files: dict[str, bytes]):
+        import dataclasses
+
+        from rp2040py.boards import BOARDS
+        from rp2040py.device.base_device import BaseDevice
+
+        if len(romfs) > IMG.ROMFS_SIZE:
+            raise ValueError(f"ROMFS image of {len(romfs)} B exceeds the partition")
+        spec = dataclasses.replace(BOARDS["pico"], image=str(IMG.image_path()))
+        self.dev = BaseDevice(board=spec)
+        self.mcu = self.dev.mcu
+        self.sim = self.dev.simulator
+        self.clock = self.sim.clock
+        flash = self.mcu.flash
+        flash[IMG.ROMFS_OFFSET:IMG.ROMFS_OFFSET + len(romfs)] = romfs
+        fs = littlefs_image(fs_files)
+        flash[IMG.FS_OFFSET:IMG.FS_OFFSET + len(fs)] = fs
+        self.rx = bytearray()  # what the pen wrote to its USB serial
+        self._tx = bytearray()  # what the host has queued for the pen
+        self._parked = None
+        self.connected = False
+        self.sampler = IrqSampler()
+        self._wire_usb()
+        self._wire_pin_feedback()
+        self._alarm = self.clock.create_alarm(self._on_alarm)
+        self._alarm.schedule(IDLE_BOUND_NS)
+        self.plant = None
+
+    # -- workarounds ---------------------------------------------------------------------
+    def _wire_usb(self):
+        cdc = self.dev.cdc
+        usb = self.mcu.usb_ctrl
+        original = usb.on_endpoint_read
+
+        def on_read(endpoint, size):
+            if endpoint != cdc._out_endpoint or endpoint <= 0:
+                original(endpoint, size)
+                return
+            if not self._tx:
+                self._parked = (endpoint, size)  # NAK until the host has something to send
+                return
+            self._complete(endpoint, size)
+
+        def on_data(buf):
+            self.rx += bytes(buf)
+
+        def on_connected():
+            self.connected = True
+
+        usb.on_endpoint_read = on_read
+        cdc.on_serial_data = on_data
+        cdc.on_device_connected = on_connected
+
+    def _complete(self, endpoint, size):
+        chunk = bytes(self._tx[:size])
+        del self._tx[:size]
+        self.mcu.usb_ctrl.endpoint_read_done(endpoint, chunk)
+
+    def _wire_pin_feedback(self):
+        from rp2040py.gpio_pin import GPIOPinState
+
+        high, low = GPIOPinState.HIGH, GPIOPinState.LOW
+        for pin in self.mcu.gpio:
+            def mirror(value, old, pin=pin):
+                if value == high:
+                    pin.set_input_value(True)
+                elif value == low:
+                    pin.set_input_value(False)
+
+            pin.add_listener(mirror)
+
+    def _on_alarm(self):
+        if self.sampler.enabled:
+            self.sampler.sample(self.mcu.core.ipsr)
+        self._alarm.schedule(IDLE_BOUND_NS)
+
+    # -- host side -----------------------------------------------------------------------
+    def boot(self):
+        from rp2040py.memory_map import FLASH_START_ADDRESS
+
+        self.mcu.core.pc = FLASH_START_ADDRESS
+        self.sim.stopped = False
+
+    @property
+    def now_us(self) -> int:
+        return int(self.clock.nanos // 1000)
+
+    def write(self, data: bytes):
+        self._tx += data
+        if self._parked is not None:
+            ep, size = self._parked
+            self._parked = None
+            self._complete(ep, size)
+
+    def step(self):
+        from rp2040py.execute_batch import execute_batch
+
+        execute_batch(self.sim, 1)
+        if self.sim.stopped:
+            raise RuntimeError("the emulator stopped")
+
+    def run_for(self, emu_s: float):
+        end = self.clock.nanos + emu_s * 1e9
+        while self.clock.nanos < end:
+            self.step()
+
+    def run_until(self, pred, emu_s: float, what: str = "condition"):
+        """Run until pred() is true; TimeoutError after emu_s seconds of *emulated* time."""
+        end = self.clock.nanos + emu_s * 1e9
+        while not pred():
+            if self.clock.nanos >= end:
+                raise TimeoutError(f"{what}: not within {emu_s} s of emulated time; "
+                                   f"serial tail {bytes(self.rx[-300:])!r}")  # fmt: skip
+            self.step()
+
+    def read_line(self, emu_s: float = 2.0) -> str:
+        self.run_until(lambda: b"\n" in self.rx, emu_s, "a line from the pen")
+        i = self.rx.index(b"\n")
+        line = bytes(self.rx[:i + 1])
+        del self.rx[:i + 1]
+        return line.decode(errors="replace").rstrip("\r\n")
+
+    def wait_for_text(self, text: bytes, emu_s: float) -> bytes:
+        self.run_until(lambda: text in self.rx, emu_s, f"{text!r} from the pen")
+        i = self.rx.index(text) + len(text)
+        out = bytes(self.rx[:i])
+        del self.rx[:i]
+        return out
+
+
+def new_flash_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="pen-chip-"))
