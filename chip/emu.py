@@ -123,6 +123,7 @@ class ChipPen:
         self._alarm = self.clock.create_alarm(self._on_alarm)
         self._alarm.schedule(IDLE_BOUND_NS)
         self.plant = None
+        self.events = []
 
     # -- workarounds ---------------------------------------------------------------------
     def _wire_usb(self):
@@ -217,6 +218,37 @@ class ChipPen:
         line = bytes(self.rx[:i + 1])
         del self.rx[:i + 1]
         return line.decode(errors="replace").rstrip("\r\n")
+
+    def call(self, command: str, emu_s: float = 2.0) -> tuple[bool, object]:
+        """One protocol command; its reply as (ok, payload). `~E` events met on the way go to
+        `self.events` (as parsed JSON)."""
+        import json
+
+        self.write(command.encode() + b"\n")
+        while True:
+            line = self.read_line(emu_s)
+            if line.startswith("~E "):
+                self.events.append(json.loads(line[3:]))
+                continue
+            if line.startswith("~"):
+                continue
+            if line.startswith("ok"):
+                rest = line[2:].strip()
+                return True, json.loads(rest) if rest else None
+            if line.startswith("error"):
+                return False, line
+            # anything else (a boot message, a REPL echo) is not a reply
+
+    def drain_events(self):
+        """Parse the `~E` event lines received so far into `self.events`."""
+        import json
+
+        while b"\n" in self.rx:
+            i = self.rx.index(b"\n")
+            line = bytes(self.rx[:i]).decode(errors="replace").strip()
+            del self.rx[:i + 1]
+            if line.startswith("~E "):
+                self.events.append(json.loads(line[3:]))
 
     def wait_for_text(self, text: bytes, emu_s: float) -> bytes:
         self.run_until(lambda: text in self.rx, emu_s, f"{text!r} from the pen")
