@@ -53,7 +53,7 @@ def pen_flash(root: Path | None = None) -> tuple[bytes, dict[str, bytes]]:
     """What `pen deploy` puts on a chip: (ROMFS image of the modules, files for littlefs)."""
     from pen import deploy as D
 
-    files = D.build(root, target_arch="armv6m")
+    files = D.build(root or IMG.ROOT, target_arch="armv6m")
     romfs = D.build_romfs(files)
     fs = {f.dest: f.data for f in files if f.dest in D.SOURCE_ONLY}
     return romfs, fs

@@ -96,11 +96,13 @@ def _clear_and_wait(port):
 
 
 def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys, monkeypatch):
-    """HT-11, SF-08: a flash holding the sources (.py, which MicroPython would import
-    before an .mpy), a module that no longer exists and an edited main.py: --dry-run lists the
-    changes and changes nothing; deploy removes the stale files and copies the rest. The
-    application runs: without the secret deploy is refused (it says how to reach service
-    mode); with it, the pen is asked for service mode and START is held on the pen."""
+    """HT-11, HT-51, HT-52, SF-08: a flash holding the sources (.py, which MicroPython would
+    import before an .mpy), a module that no longer exists and an edited main.py, none placed
+    by deploy: --dry-run leaves the running application alone (its uptime goes on) and changes
+    nothing; without the secret deploy is refused (it says how to reach service mode); with it,
+    the pen is asked for service mode (START held on the pen) and deploy refuses to remove
+    files it did not place, naming them; with --adopt it removes them and copies the rest; data
+    files are never touched."""
     flash = tmp_path / "flash"
     for rel in paths.pen_source_files():
         (flash / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -111,47 +113,162 @@ def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys, monkeypat
     pen = vpen_factory(flash=flash)
     before = flash_files(flash)
     monkeypatch.delenv("PEN_SECRET", raising=False)
-    rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--dry-run")
-    assert rc == 1 and "service mode" in err and "START" in err, err
-    monkeypatch.setenv("PEN_SECRET", b"virtual-pen-test-secret-not-real".hex())
-    # the foreign settings.dat latched settings_corrupt: service mode is refused until cleared
-    rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--dry-run")
-    assert rc == 1 and "fault" in err, err
-    _clear_and_wait(pen.port)
+    rc, out, err = run_pen(capsys, "--port", pen.port, "status", "--json")
+    assert rc == 0, err
+    up0 = json.loads(out)["status"]["uptime_ms"]
 
     rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--dry-run")
     assert rc == 0, err
-    assert "would remove firmware/obsolete.py" in out and "would copy   main.py" in out
-    assert "would remove firmware/app.py" in out
+    assert "does not stop it" in out and "nothing changed" in out
     assert flash_files(flash) == before
     rc, out, err = run_pen(capsys, "--port", pen.port, "status", "--json")
-    assert rc == 0, err  # the application the dry run interrupted runs again
+    assert rc == 0, err
+    assert json.loads(out)["status"]["uptime_ms"] > up0  # the same application: not restarted
 
-    _clear_and_wait(pen.port)  # the dry run restarted it: settings_corrupt again
-    rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--json")
+    rc, out, err = run_pen(capsys, "--port", pen.port, "deploy")
+    assert rc == 1 and "service mode" in err and "START" in err, err
+    monkeypatch.setenv("PEN_SECRET", b"virtual-pen-test-secret-not-real".hex())
+    # the foreign settings.dat latched settings_corrupt: service mode is refused until cleared
+    rc, out, err = run_pen(capsys, "--port", pen.port, "deploy")
+    assert rc == 1 and "fault" in err, err
+    _clear_and_wait(pen.port)
+    rc, out, err = run_pen(capsys, "--port", pen.port, "deploy")
+    assert rc == 1 and "firmware/obsolete.py" in err and "--adopt" in err, err
+    assert flash_files(flash) == before
+
+    rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--adopt", "--json")
     assert rc == 0, err
     res = json.loads(out)
     assert "firmware/obsolete.py" in res["remove"] and "main.py" in res["copy"]
     assert set(flash_files(flash)) == expected_layout()
     assert (flash / "settings.dat").read_bytes() == b"data the pen keeps"
     assert res["hello"]["protocol_version"] == 1
+    placed = json.loads((flash / D.MANIFEST).read_text())["files"]
+    assert set(placed) == expected_layout()
 
 
 def test_flash_dir_deploy_and_verify(tmp_path, capsys):
-    """HT-11: `--flash-dir` deploys into a folder (a pen's flash) with the
-    same plan, stale-file removal and verification; a second run copies nothing."""
+    """HT-11, HT-52: `--flash-dir` deploys into a folder (a pen's flash) with the same plan
+    and verification; a stale source deploy did not place is refused until --adopt; a second
+    run copies nothing; a module an earlier deploy placed (named in the manifest) and no
+    longer built is removed, and nothing else."""
     flash = tmp_path / "flash"
     (flash / "drivers").mkdir(parents=True)
     (flash / "drivers" / "board.py").write_text("# stale source\n")
     rc, out, err = run_pen(capsys, "deploy", "--flash-dir", str(flash), "--json")
+    assert rc == 1 and "drivers/board.py" in err
+    assert (flash / "drivers" / "board.py").exists()
+    rc, out, err = run_pen(capsys, "deploy", "--flash-dir", str(flash), "--adopt", "--json")
     assert rc == 0, err
     res = json.loads(out)
     assert res["remove"] == ["drivers/board.py"]
     assert set(flash_files(flash)) == expected_layout()
     rc, out, err = run_pen(capsys, "deploy", "--flash-dir", str(flash), "--json")
     assert json.loads(out)["copy"] == []
+    # A module a former deploy placed, gone from the checkout since; and one it did not place.
+    man = json.loads((flash / D.MANIFEST).read_text())
+    man["files"]["firmware/gone.mpy"] = "x"
+    (flash / D.MANIFEST).write_text(json.dumps(man))
+    (flash / "firmware" / "gone.mpy").write_bytes(b"M\x06")
+    (flash / "firmware" / "mine.py").write_text("# the user's\n")
+    rc, out, err = run_pen(capsys, "deploy", "--flash-dir", str(flash), "--json")
+    assert rc == 1 and "firmware/mine.py" in err and "firmware/gone.mpy" not in err
+    (flash / "firmware" / "mine.py").unlink()
+    rc, out, err = run_pen(capsys, "deploy", "--flash-dir", str(flash), "--json")
+    assert rc == 0, err
+    assert json.loads(out)["remove"] == ["firmware/gone.mpy"]
+    assert not (flash / "firmware" / "gone.mpy").exists()
 
 
+@pytest.mark.parametrize("where", ["missing", "checkout", "contains"])
+def test_flash_folder_must_exist_and_not_be_a_checkout(tmp_path, capsys, where):
+    """HT-53: `pen sim --flash DIR` and `pen deploy --flash-dir DIR` refuse a folder that does
+    not exist (no silent fallback to the current directory) and a folder that is or contains a
+    source checkout; nothing in it changes."""
+    if where == "missing":
+        folder = tmp_path / "no-such-folder"
+    elif where == "checkout":
+        folder = tmp_path / "co"
+        (folder / "firmware").mkdir(parents=True)
+        (folder / "pyproject.toml").write_text("[project]\n")
+        (folder / "firmware" / "app.py").write_text("A = 1\n")
+    else:
+        folder = tmp_path / "outer"
+        (folder / "deep" / "co" / ".git").mkdir(parents=True)
+        (folder / "deep" / "co" / "main.py").write_text("# source\n")
+    before = sorted(p.as_posix() for p in tmp_path.rglob("*"))
+    rc, out, err = run_pen(capsys, "deploy", "--flash-dir", str(folder))
+    assert rc == 1 and ("no such folder" in err or "source checkout" in err), err
+    rc, out, err = run_pen(capsys, "sim", "--flash", str(folder))
+    assert rc == 1 and ("no such folder" in err or "source checkout" in err), err
+    assert sorted(p.as_posix() for p in tmp_path.rglob("*")) == before
+    assert not (ROOT / "firmware" / "app.mpy").exists()
+
+
+def test_romfs_image_is_what_the_chip_boots():
+    """HT-54: the ROMFS image is built by mpremote's ROMFS writer from the armv6m .mpy files
+    (never boot.py/main.py), byte-identical on every build, and fits the 256 KiB partition."""
+    from mpremote.romfs import VfsRomWriter
+
+    files = D.build(target_arch="armv6m")
+    img = D.build_romfs(files)
+    assert img.startswith(VfsRomWriter.ROMFS_HEADER)
+    assert D.build_romfs(D.build(target_arch="armv6m")) == img
+    assert len(img) <= 256 * 1024
+    for f in files:
+        name = f.dest.rsplit("/", 1)[-1].encode()
+        assert (name in img) == (f.dest not in D.SOURCE_ONLY), f.dest
+
+
+class _RomfsPen(D.Target):
+    """A pen with a ROMFS partition, as SerialTarget sees one (the calls, not the wire)."""
+
+    name = "romfs-pen"
+
+    def __init__(self, files=None):
+        self.files = dict(files or {})
+        self.rom = b""
+        self.rom_writes = 0
+
+    def info(self):
+        return {"mpy": None, "arch": "armv6m", "romfs": True}
+
+    def app_files(self):
+        return {p: hashlib.sha256(d).hexdigest() for p, d in self.files.items()
+                if p.endswith((".py", ".mpy"))}  # fmt: skip
+
+    def write(self, dest, data):
+        self.files[dest] = data
+
+    def remove(self, dest):
+        self.files.pop(dest, None)
+
+    def read(self, dest):
+        return self.files.get(dest)
+
+    def romfs_state(self):
+        return (len(self.rom), hashlib.sha256(self.rom).hexdigest()) if self.rom else (0, None)
+
+    def romfs_deploy(self, image):
+        self.rom = image
+        self.rom_writes += 1
+
+
+def test_romfs_route_puts_only_boot_and_main_on_the_filesystem():
+    """HT-54, HT-52: on a pen with ROMFS the modules go in one image, the filesystem gets only
+    boot.py/main.py and the manifest; .mpy modules an earlier file deploy placed (which would
+    shadow ROMFS) are removed; the image and every file are verified; a second deploy writes
+    nothing."""
+    old = {f.dest: f.data for f in D.build(target_arch="armv6m")}
+    pen = _RomfsPen(old)
+    pen.files[D.MANIFEST] = json.dumps({"files": {p: "" for p in old}}).encode()
+    res = D.deploy(pen)
+    assert pen.rom_writes == 1 and pen.rom == res.plan.romfs
+    assert set(pen.app_files()) == {"boot.py", "main.py"}
+    assert res.verified == 3
+    assert set(json.loads(pen.files[D.MANIFEST])["files"]) == {"boot.py", "main.py"}
+    again = D.deploy(pen)
+    assert pen.rom_writes == 1 and again.plan.changes == 0
 def test_verify_catches_a_bad_copy():
     """HT-12: a file whose SHA-256 on the pen differs, a missing file and a left-over
     module each fail the verification."""

@@ -40,8 +40,44 @@ ARCH_NAMES = ("", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7em
 MPY_VERSION = 6
 
 
+MANIFEST = ".pen-deploy.json"  # on the pen: the files (and ROMFS image) deploy placed there
+_CHECKOUT_MARKS = (".git", "pyproject.toml", "sim/vpen.py", "setup.py")
+
+
 class DeployError(Exception):
     pass
+
+
+def source_checkout_in(folder: Path, depth: int = 3) -> Path | None:
+    """A source checkout that `folder` is or contains (within `depth` levels), else None: a
+    pen's flash must never be one (a deploy would replace its sources with .mpy files)."""
+    folder = Path(folder)
+    todo = [(folder, 0)]
+    while todo:
+        d, level = todo.pop()
+        if any((d / m).exists() for m in _CHECKOUT_MARKS):
+            return d
+        if level < depth:
+            try:
+                todo += [(c, level + 1) for c in d.iterdir() if c.is_dir() and not c.is_symlink()]
+            except OSError:
+                pass
+    return None
+
+
+def check_flash_folder(folder: Path) -> Path:
+    """A folder given as a pen's flash: it must exist and must not be a source checkout."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DeployError(f"{folder}: no such folder (give an existing folder as the pen's flash)")
+    found = source_checkout_in(folder)
+    if found is not None:
+        raise DeployError(
+            f"{folder} is not a pen's flash: {found} is a source checkout (it holds "
+            f"{', '.join(m for m in _CHECKOUT_MARKS if (found / m).exists())}); use an empty "
+            "folder"
+        )
+    return folder.resolve()
 
 
 @dataclass
@@ -146,6 +182,10 @@ class Target:
     def remove(self, dest: str) -> None:
         raise NotImplementedError
 
+    def read(self, dest: str) -> bytes | None:
+        """A file's contents, None when absent."""
+        raise NotImplementedError
+
     def reset(self) -> None:
         pass
 
@@ -157,10 +197,9 @@ class DirTarget(Target):
     """A folder that is a pen's flash (the virtual pen's `--flash DIR`)."""
 
     def __init__(self, folder: Path, arch: str | None = None):
-        self.root = Path(folder)
+        self.root = check_flash_folder(Path(folder))
         self.name = str(self.root)
         self.arch = arch
-        self.root.mkdir(parents=True, exist_ok=True)
 
     def info(self) -> dict:
         return {"mpy": None, "arch": self.arch}
@@ -187,6 +226,10 @@ class DirTarget(Target):
 
     def remove(self, dest: str) -> None:
         (self.root / dest).unlink(missing_ok=True)
+
+    def read(self, dest: str) -> bytes | None:
+        p = self.root / dest
+        return p.read_bytes() if p.is_file() else None
 
 
 _DEVICE_LIST = """
@@ -219,6 +262,31 @@ for _f in %(files)r:
         pass
 for _d in %(dirs)r:
     _walk(_d)
+"""
+
+
+_DEVICE_ROMFS = """
+import vfs, hashlib, binascii
+try:
+    _m = memoryview(vfs.rom_ioctl(2, 0))
+    _n = 0
+    if bytes(_m[:3]) == b'\\xd2\\xcd\\x31':
+        _i = 3
+        while True:
+            _b = _m[_i]
+            _n = (_n << 7) | (_b & 0x7F)
+            _i += 1
+            if not _b & 0x80:
+                break
+        _n += _i
+        _h = hashlib.sha256()
+        for _o in range(0, _n, 1024):
+            _h.update(_m[_o:min(_n, _o + 1024)])
+        print(repr((_n, binascii.hexlify(_h.digest()).decode())))
+    else:
+        print(repr((0, None)))
+except Exception:
+    print(repr((0, None)))
 """
 
 
@@ -256,15 +324,48 @@ class SerialTarget(Target):
 
     def info(self) -> dict:
         out = self._exec(
-            "import sys\nprint(repr((getattr(sys.implementation, '_mpy', None), "
-            "sys.implementation.version)))"
+            "import sys\ntry:\n import vfs\n _r = vfs.rom_ioctl(1) > 0\nexcept Exception:\n"
+            " _r = False\nprint(repr((getattr(sys.implementation, '_mpy', None), "
+            "sys.implementation.version, _r)))"
         )
-        mpy, version = ast.literal_eval(out.strip())
+        mpy, version, romfs = ast.literal_eval(out.strip())
         arch = None
         if mpy is not None:
             arch_i = mpy >> 10
             arch = ARCH_NAMES[arch_i] if arch_i < len(ARCH_NAMES) else f"arch{arch_i}"
-        return {"mpy": mpy, "arch": arch, "version": version}
+        return {"mpy": mpy, "arch": arch, "version": version, "romfs": romfs}
+
+    def romfs_state(self) -> tuple[int, str | None]:
+        """(size, SHA-256) of the ROMFS image in the pen's partition 0 ((0, None): none)."""
+        return ast.literal_eval(self._exec(_DEVICE_ROMFS).strip())
+
+    def romfs_deploy(self, image: bytes) -> None:
+        """Write `image` to ROMFS partition 0 with mpremote's own `romfs deploy`."""
+        import argparse
+
+        from mpremote import commands
+        from mpremote.transport import TransportError
+
+        t = self.t
+
+        class _State:  # what mpremote's command functions use of its session state
+            transport = t
+
+            def ensure_raw_repl(self):
+                pass
+
+            def did_action(self):
+                pass
+
+        with tempfile.TemporaryDirectory(prefix="pen-romfs-") as tmp:
+            img = Path(tmp) / "pen.romfs"
+            img.write_bytes(image)
+            args = argparse.Namespace(path=str(img), partition=0, mpy=False)
+            try:
+                with contextlib.redirect_stdout(io.StringIO()) as out:
+                    commands._do_romfs_deploy(_State(), args)
+            except (TransportError, commands.CommandError, SystemExit) as exc:
+                raise DeployError(f"romfs deploy failed: {exc} {out.getvalue()[-200:]}") from exc
 
     def app_files(self) -> dict[str, str]:
         code = _DEVICE_LIST % {"files": list(paths.PEN_FILES), "dirs": list(paths.PEN_DIRS)}
@@ -300,6 +401,14 @@ class SerialTarget(Target):
     def remove(self, dest: str) -> None:
         self._exec(f"import os\ntry:\n os.remove({dest!r})\nexcept OSError:\n pass")
 
+    def read(self, dest: str) -> bytes | None:
+        from mpremote.transport import TransportError
+
+        try:
+            return self.t.fs_readfile(dest)
+        except (TransportError, OSError):
+            return None
+
     def reset(self) -> None:
         from mpremote.transport import TransportError
 
@@ -333,33 +442,54 @@ def local_micropython_arch() -> str | None:
 # -- plan and run ------------------------------------------------------------------------------
 @dataclass
 class Plan:
-    files: list[PenFile]
+    files: list[PenFile]  # what goes onto the pen's filesystem
     copy: list[PenFile] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # app files deploy did not place
+    romfs: bytes | None = None  # the ROMFS image of the modules (ROMFS route)
+    romfs_write: bool = False
+    inspected: bool = True  # False: a dry run that left a running application alone
 
     @property
     def changes(self) -> int:
-        return len(self.copy) + len(self.remove)
+        return len(self.copy) + len(self.remove) + int(self.romfs_write)
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "copy": [f.dest for f in self.copy],
             "remove": list(self.remove),
             "unchanged": list(self.unchanged),
+            "foreign": list(self.foreign),
             "notes": {f.dest: f.note for f in self.files if f.note},
+            "inspected": self.inspected,
         }
+        if self.romfs is not None:
+            out["romfs"] = {"size": len(self.romfs), "write": self.romfs_write,
+                            "sha256": hashlib.sha256(self.romfs).hexdigest()}  # fmt: skip
+        return out
 
 
-def make_plan(files: list[PenFile], on_pen: dict[str, str]) -> Plan:
+def make_plan(files: list[PenFile], on_pen: dict[str, str],
+              placed: set[str] | None = None, adopt: bool = False) -> Plan:  # fmt: skip
+    """Copy what differs; remove only files an earlier deploy placed (`placed`, from the pen's
+    manifest) that this one does not; other app files on the pen (which MicroPython would import
+    before the new ones) are `foreign`: removed only with `adopt`, else the deploy is refused."""
     plan = Plan(files)
+    placed = set(placed or ())
     wanted = {f.dest for f in files}
     for f in files:
         if on_pen.get(f.dest) == f.sha256:
             plan.unchanged.append(f.dest)
         else:
             plan.copy.append(f)
-    plan.remove = sorted(p for p in on_pen if p not in wanted)
+    for p in sorted(on_pen):
+        if p in wanted:
+            continue
+        if p in placed or adopt:
+            plan.remove.append(p)
+        else:
+            plan.foreign.append(p)
     # Modules before the entry points: main.py and boot.py are written last.
     plan.copy.sort(key=lambda f: (f.dest in SOURCE_ONLY, f.dest))
     return plan
@@ -377,6 +507,30 @@ def verify(files: list[PenFile], on_pen: dict[str, str]) -> list[str]:
             problems.append(f"{f.dest} SHA-256 {got[:12]} != {f.sha256[:12]}")
     problems += [f"{p} left over" for p in on_pen if p not in wanted]
     return problems
+
+
+def read_manifest(target: Target) -> set[str]:
+    """The files an earlier deploy placed on this pen (empty: none recorded)."""
+    import json
+
+    data = target.read(MANIFEST)
+    if not data:
+        return set()
+    try:
+        files = json.loads(data.decode()).get("files", {})
+        return {str(p) for p in files}
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        raise DeployError(f"the pen's {MANIFEST} is unreadable: remove it (mpremote rm :"
+                          f"{MANIFEST}) and deploy with --adopt") from None  # fmt: skip
+
+
+def write_manifest(target: Target, files: dict[str, str], romfs: bytes | None) -> None:
+    import json
+
+    doc: dict = {"files": dict(sorted(files.items()))}
+    if romfs is not None:
+        doc["romfs"] = {"size": len(romfs), "sha256": hashlib.sha256(romfs).hexdigest()}
+    target.write(MANIFEST, json.dumps(doc, indent=1).encode())
 
 
 def check_compatible(info: dict) -> None:
@@ -411,18 +565,57 @@ class Result:
         }
 
 
-def deploy(target: Target, *, dry_run: bool = False, root: Path | None = None,
+def uninspected_plan(root: Path | None = None) -> Plan:
+    """A dry run's plan when the pen's application runs: what would be built, the pen itself
+    not inspected (reaching its files means stopping the application: armed state, cartridge
+    and unlock would be lost)."""
+    files = build(root)
+    plan = Plan(files, copy=list(files), inspected=False)
+    return plan
+
+
+def deploy(target: Target, *, dry_run: bool = False, root: Path | None = None, adopt: bool = False,
            progress: Callable[[str, int, int], None] | None = None) -> Result:  # fmt: skip
-    """Build, plan, and (unless dry_run) copy, remove and verify. Does not reset."""
+    """Build, plan, and (unless dry_run) write, remove and verify. Does not reset.
+
+    A pen with a ROMFS partition (`vfs.rom_ioctl`, the RP2040 image) gets the modules as one
+    ROMFS image (mpremote's romfs deploy) and only boot.py/main.py on its filesystem; a pen
+    without (the virtual pen's unix port) gets the modules as files. Either way a manifest of
+    what deploy placed is kept on the pen, and only those files are ever removed."""
     info = target.info()
     check_compatible(info)
-    files = build(root, target_arch=info.get("arch"))
-    plan = make_plan(files, target.app_files())
+    built = build(root, target_arch=info.get("arch"))
+    romfs = None
+    files = built
+    if info.get("romfs"):
+        romfs = build_romfs(built)
+        files = [f for f in built if f.dest in SOURCE_ONLY]
+    placed = read_manifest(target)
+    plan = make_plan(files, target.app_files(), placed, adopt)
+    if romfs is not None:
+        plan.romfs = romfs
+        size, sha = target.romfs_state()  # type: ignore[attr-defined]
+        plan.romfs_write = sha != hashlib.sha256(romfs).hexdigest()
     res = Result(target.name, plan, dry_run, info=info)
     if dry_run:
         return res
-    total = len(plan.copy) + len(plan.remove)
+    if plan.foreign:
+        raise DeployError(
+            "not placed by pen deploy, and MicroPython would import them before the new files: "
+            + ", ".join(plan.foreign) + ". Remove them (mpremote rm :PATH), or deploy with "
+            "--adopt to let deploy replace them"
+        )
+    wanted = {f.dest: f.sha256 for f in files}
+    # The manifest first names everything this deploy may place, so that a deploy cut off
+    # half-way still knows every file it put there.
+    write_manifest(target, {**{p: "" for p in placed}, **wanted}, None)
+    total = plan.changes
     done = 0
+    if romfs is not None and plan.romfs_write:
+        if progress:
+            progress(f"romfs {len(romfs)} bytes", done, total)
+        target.romfs_deploy(romfs)  # type: ignore[attr-defined]
+        done += 1
     # Write the modules, then remove what they replace, then the entry points.
     modules = [f for f in plan.copy if f.dest not in SOURCE_ONLY]
     entries = [f for f in plan.copy if f.dest in SOURCE_ONLY]
@@ -444,9 +637,15 @@ def deploy(target: Target, *, dry_run: bool = False, root: Path | None = None,
     if progress:
         progress("verify", done, total)
     problems = verify(files, target.app_files())
+    if romfs is not None:
+        size, sha = target.romfs_state()  # type: ignore[attr-defined]
+        if (size, sha) != (len(romfs), hashlib.sha256(romfs).hexdigest()):
+            problems.append(f"ROMFS on the pen: {size} bytes SHA-256 {str(sha)[:12]}, built "
+                            f"{len(romfs)} bytes {hashlib.sha256(romfs).hexdigest()[:12]}")  # fmt: skip
     if problems:
         raise DeployError("verification failed on the pen: " + "; ".join(problems))
-    res.verified = len(files)
+    write_manifest(target, wanted, romfs)
+    res.verified = len(files) + (1 if romfs is not None else 0)
     return res
 
 

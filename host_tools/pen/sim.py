@@ -58,6 +58,14 @@ class Supervisor:
             flash = self.state_dir / "flash"
             flash.mkdir()
             populate_flash(flash)
+        else:
+            from .deploy import DeployError, check_flash_folder
+
+            try:
+                flash = check_flash_folder(Path(flash))  # exists, and is no source checkout
+            except DeployError:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+                raise
         self.flash = Path(flash).resolve()
         self.speed = speed
         self.hold = hold

@@ -13,14 +13,22 @@ def register(subparsers) -> None:
         "deploy",
         help="install this checkout's firmware on the pen (only what changed)",
         description="Compiles the pen's files with mpy-cross -march=armv6m (boot.py and main.py "
-        "stay source), compares SHA-256 with the files on the pen through its raw REPL "
-        "(mpremote, in service mode: a running application is asked for it with the clinician "
-        "secret, and the user confirms by holding START on the pen 2 s), copies "
-        "only what changed, removes modules that are stale (a .py an .mpy replaces), verifies "
-        "the SHA-256 of every file, resets the pen and waits for the handshake (a dry run "
-        "restarts the application it interrupted). Refused while the needle runs.",
+        "stay source). On a pen with a ROMFS partition (the RP2040 image) the modules go into "
+        "one ROMFS image (mpremote's romfs build and deploy) and only boot.py/main.py onto its "
+        "filesystem; on a pen without one (the virtual pen's unix port) the modules are copied "
+        "as .mpy files. Compares SHA-256 with the pen through its raw REPL (mpremote, in "
+        "service mode: a running application is asked for it with the clinician secret, and "
+        "the user confirms by holding START on the pen 2 s), writes only what changed, removes "
+        "only files an earlier deploy placed (a manifest, .pen-deploy.json, is kept on the "
+        "pen), verifies the SHA-256 of every file and of the ROMFS image, resets the pen and "
+        "waits for the handshake. Refused while the needle runs. A dry run never touches a "
+        "running application: it then lists what would be built without inspecting the pen.",
     )
-    p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show what would change; change nothing (not even the pen's state)")
+    p.add_argument("--adopt", action="store_true",
+                   help="also replace app files on the pen that deploy did not place (a pen "
+                   "set up by hand or by an older deploy)")  # fmt: skip
     p.add_argument(
         "--flash-dir",
         metavar="DIR",
@@ -66,7 +74,10 @@ def cmd_deploy(args) -> int:
 
     state = None
     if args.flash_dir:
-        target = d.DirTarget(Path(args.flash_dir), arch=d.local_micropython_arch())
+        try:
+            target = d.DirTarget(Path(args.flash_dir), arch=d.local_micropython_arch())
+        except d.DeployError as exc:
+            raise CliError(str(exc)) from exc
         port = None
     else:
         try:
@@ -74,6 +85,12 @@ def cmd_deploy(args) -> int:
         except LinkError as exc:
             raise CliError(str(exc)) from exc
         state = d.pen_state(port)
+        if state is not None and args.dry_run:
+            # Reaching the pen's files means leaving its application (armed state, cartridge
+            # and unlock would be lost): a dry run does not.
+            res = d.Result(port, d.uninspected_plan(), True, info={"state": state})
+            _report(res, args)
+            return 0
         if state in ("RUNNING", "STOPPING"):
             raise CliError(f"the pen is {state}: stop the needle before deploying")
         if state is not None:
@@ -86,12 +103,12 @@ def cmd_deploy(args) -> int:
     try:
         if prog:
             prog.start()
-        res = d.deploy(target, dry_run=args.dry_run, progress=update)
+        res = d.deploy(target, dry_run=args.dry_run, adopt=args.adopt, progress=update)
         if prog:
             prog.stop()
-        # Restart the application (it was left with Ctrl-C): after a deploy always; after a dry
-        # run when one was running.
-        if port is not None and not args.no_reset and (not args.dry_run or state is not None):
+        # Restart the application after a deploy (a dry run only reaches a pen with no
+        # application running, and leaves it as it was).
+        if port is not None and not args.no_reset and not args.dry_run:
             target.reset()
             try:
                 res.hello = d.wait_for_handshake(args.port, timeout=args.timeout)
@@ -131,6 +148,13 @@ def _report(res, args) -> None:
     plan = res.plan
     verb = "would" if res.dry_run else ""
     pen = res.info
+    if not plan.inspected:
+        print(f"target {res.target}: the pen's application is running ({pen.get('state')}); a "
+              "dry run does not stop it, so the pen's files were not inspected. Would build:")
+        for f in plan.files:
+            print(f"  {f.dest}")
+        print(f"dry run: {len(plan.files)} files built, pen not inspected; nothing changed")
+        return
     if pen.get("arch"):
         print(f"target {res.target}: MicroPython {'.'.join(map(str, pen.get('version', ())[:3]))}"
               f" on {pen['arch']}" if pen.get("version") else f"target {res.target}: {pen['arch']}")
@@ -139,8 +163,13 @@ def _report(res, args) -> None:
     for f in plan.copy:
         note = f"  ({f.note})" if f.note else ""
         print(f"  {verb + ' ' if verb else ''}copy   {f.dest}{note}")
+    if plan.romfs is not None:
+        state = "write" if plan.romfs_write else "unchanged"
+        print(f"  {verb + ' ' if verb else ''}romfs  {len(plan.romfs)} bytes ({state})")
     for p in plan.remove:
         print(f"  {verb + ' ' if verb else ''}remove {p}")
+    for p in plan.foreign:
+        print(f"  not placed by deploy: {p} (replaced only with --adopt)")
     if res.dry_run:
         print(f"dry run: {len(plan.copy)} to copy, {len(plan.remove)} to remove, "
               f"{len(plan.unchanged)} unchanged")  # fmt: skip

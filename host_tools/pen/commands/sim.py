@@ -10,14 +10,18 @@ from ..cli import CliError
 
 
 def cmd_sim(args) -> int:
+    from ..deploy import DeployError
     from ..sim import Supervisor
 
-    sup = Supervisor(
-        flash=Path(args.flash) if args.flash else None,
-        speed=args.speed,
-        hold=args.hold or "",
-        log=lambda m: print(m, file=sys.stderr, flush=True),
-    )
+    try:
+        sup = Supervisor(
+            flash=Path(args.flash) if args.flash else None,
+            speed=args.speed,
+            hold=args.hold or "",
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+    except DeployError as exc:
+        raise CliError(str(exc)) from exc
 
     def on_ready(port):
         print(port, flush=True)
@@ -62,8 +66,8 @@ def register(sub) -> None:
         description="Boot the pen's own files in the micropython binary on a simulated board "
         "behind a pseudo-terminal. The first line of output is the serial port path.",
     )
-    p.add_argument("--flash", help="folder used as the pen's flash (default: a fresh copy of "
-                   "the checkout's pen files)")  # fmt: skip
+    p.add_argument("--flash", help="an existing folder used as the pen's flash, never a source "
+                   "checkout (default: a fresh copy of the checkout's pen files)")  # fmt: skip
     p.add_argument("--speed", type=int, default=1, help="virtual seconds per real second")
     p.add_argument("--port-file", help="also write the port path to this file")
     p.add_argument("--hold", help="buttons held at power-up, e.g. start (safe mode)")
