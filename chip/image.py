@@ -1,5 +1,5 @@
 """The pen's base MicroPython image for the chip tier (MicroPython v1.28.0, RPI_PICO, with a
-256 KiB ROMFS partition; how to build it: README "Flashing the pen").
+256 KiB ROMFS partition; how to build it: README "Flashing a real pen").
 
 Found at ``$PEN_RP2_IMAGE`` if set, else ``../shared/rp2/<IMAGE_NAME>`` relative to the
 checkout's root (CI keeps ``../shared`` beside its clone)."""
@@ -25,7 +25,7 @@ FS_BLOCK_COUNT = (0x200000 - FS_OFFSET) // FS_BLOCK_SIZE  # 352 blocks, 1408 KiB
 HOW_TO_GET = (
     f"put {IMAGE_NAME} (SHA-256 {IMAGE_SHA256[:16]}...) in ../shared/rp2/ beside the checkout, "
     f"or set {ENV}=/path/to/it; build it with `make firmware MICROPY_DIR=...` (README, "
-    "'Flashing the pen')"
+    "'Flashing a real pen')"
 )
 
 
