@@ -4,7 +4,7 @@ the plant on the pins; chip/).
 
     .venv/bin/python bench/chip.py        (from the repository root)
 
-Tick: the core's exception number is sampled every emulated µs from outside the firmware
+Tick: the core's exception number is sampled every 0.4 emulated µs from outside the firmware
 (chip.emu.IrqSampler); a run of samples inside the timer interrupt is one tick. For each phase
 (needle stopped in READY; running at 100 Hz and at 150 Hz under full skin load, after 0.4 s to
 settle) 0.5 s of emulated time, about 500 ticks: the mean, the maximum and the share of the CPU.
@@ -12,10 +12,10 @@ The emulator models no flash wait states: on a real RP2040 code runs from XIP fl
 times are higher, not lower.
 
 Heap: main.py on the bench's littlefs is the pen's main.py behind a probe that, before the
-application is imported and then every 250 ms from a soft timer, runs gc.collect() and prints
-gc.mem_free()/gc.mem_alloc(). Free after boot: the first probe with the pen homed and READY;
-live while running: the largest gc.mem_alloc() after a collection while the needle runs;
-the app's share: what the application holds after boot (allocated after boot minus allocated
+application is imported, after its modules are imported (from ROMFS) and then every 250 ms from
+a soft timer, runs gc.collect() and prints gc.mem_free()/gc.mem_alloc(). Free after boot: the
+first probe with the pen homed and READY; live while running: the largest gc.mem_alloc() after
+a collection while the needle runs; the app's share: what the application holds after boot (allocated after boot minus allocated
 before the import). The probe itself holds one Timer and one closure (< 200 B).
 """
 
@@ -35,6 +35,9 @@ print('@@MEM start %d %d' % (gc.mem_free(), gc.mem_alloc()))
 def _probe(t):
     gc.collect()
     print('@@MEM run %d %d' % (gc.mem_free(), gc.mem_alloc()))
+import drivers.board, firmware.app
+gc.collect()
+print('@@MEM imported %d %d' % (gc.mem_free(), gc.mem_alloc()))
 _probe_timer = machine.Timer(-1, mode=machine.Timer.PERIODIC, period=250, callback=_probe)
 import pen_main
 """
@@ -82,15 +85,14 @@ def main() -> int:
     ticks = {}
 
     def window(name):
-        pen.sampler.reset()
-        pen.sampler.enabled = True
+        pen.sample_irqs(True)
         n0 = len(pl.hall_edges)
         pen.run_for(WINDOW_S)
-        pen.sampler.enabled = False
+        pen.sample_irqs(False)
         exc, runs = pen.sampler.timer_runs()
         e = pl.hall_edges[n0:]
         rate = (len(e) - 1) / ((e[-1] - e[0]) / 1e6) if len(e) > 2 else 0.0
-        ticks[name] = (runs, pen.sampler.samples, rate)
+        ticks[name] = (runs, pen.sampler.share(runs), rate)
 
     window("stopped")
     collect()
@@ -113,18 +115,19 @@ def main() -> int:
     collect()
     running = [m for m in mem if m[0] == "run" and m[3] > ready_us + 0.3e6 + WINDOW_S * 1e6]
     start = [m for m in mem if m[0] == "start"][0]
+    imported = [m for m in mem if m[0] == "imported"][0]
     after_boot = [m for m in idle if m[3] >= ready_us][0]
     total = start[1] + start[2]
     how_t = ("rp2040py 0.3.6 running the pen's base image (MicroPython v1.28.0, RPI_PICO, ROMFS), "
              "modules in ROMFS as `pen deploy` builds them, plant on the pins; the core's "
-             f"exception number sampled every emulated µs over {WINDOW_S} s; no flash wait "
-             "states modelled (real times are higher)")
+             f"exception number sampled every {emu.SAMPLE_NS} emulated ns over {WINDOW_S} "
+             "s; no flash wait states modelled (real times are higher)")
     print("the pen on its chip (emulated RP2040)")
-    for name, (runs, samples, rate) in ticks.items():
+    for name, (runs, share, rate) in ticks.items():
         mean = sum(runs) / len(runs) if runs else 0.0
-        mx = max(runs) if runs else 0
-        share = 100.0 * sum(runs) / samples if samples else 0.0
-        print(f"  control tick, {name:8s}: {len(runs)} ticks, mean {mean:6.1f} µs, max {mx:5d} "
+        mx = round(max(runs), 1) if runs else 0
+        share *= 100.0
+        print(f"  control tick, {name:8s}: {len(runs)} ticks, mean {mean:6.1f} µs, max {mx:6.1f} "
               f"µs, CPU {share:5.1f} %" + (f", rate {rate:.2f} Hz" if rate else ""))
         load = "" if name == "stopped" else " under full skin load"
         emit(f"Chip: control tick mean, {name}{load}", round(mean, 1), "µs", how_t)
@@ -132,10 +135,16 @@ def main() -> int:
         emit(f"Chip: CPU share of the control tick, {name}{load}", round(share, 1), "%", how_t)
     how_m = ("gc.collect() then gc.mem_free()/mem_alloc() on the emulated chip, from a probe "
              "main.py that imports the pen's main.py (bench/chip.py)")
+    print(f"  modules imported from ROMFS: {imported[2] - start[2]} B, then {imported[1]} B free")
     print(f"  GC heap {total} B; free before the app {start[1]} B; free after boot (READY) "
           f"{after_boot[1]} B; app's share {after_boot[2] - start[2]} B; live while running "
           f"(max) {max(m[2] for m in running)} B, lowest free {min(m[1] for m in running)} B")
     emit("Chip: GC heap of the base image", total, "B", how_m)
+    emit("Chip: heap free when main.py starts", start[1], "B", how_m)
+    emit("Chip: heap taken by importing every pen module from ROMFS", imported[2] - start[2],
+         "B", how_m)
+    emit("Chip: heap free after the imports (the application's data budget)", imported[1], "B",
+         how_m + "; sets the virtual pen's FIRMWARE_HEAP_K (host_tools/pen/sim.py)")
     emit("Chip: heap free after boot (homed, READY)", after_boot[1], "B", how_m)
     emit("Chip: application's share of the heap after boot", after_boot[2] - start[2], "B",
          how_m + "; allocated after boot minus allocated before the import")

@@ -33,11 +33,13 @@ from benchlib import micropython, parse  # noqa: E402
 
 NOT_BENCHMARKS = {"run_all.py", "benchlib.py", "__init__.py"}
 # Run order: quick first; the long telemetry runs (10 virtual minutes each at --speed 4) last.
-ORDER = ("mpy_size", "stroke_loop", "depth_axis", "memory", "ingest", "serial_rtt",
+ORDER = ("mpy_size", "stroke_loop", "depth_axis", "memory", "chip", "ingest", "serial_rtt",
          "telemetry", "telemetry_log")  # fmt: skip
 QUICK_ARGS = {"telemetry": ["--minutes", "1", "--disconnect-s", "20"],
               "telemetry_log": ["--minutes", "1", "--disconnect-s", "3"]}  # fmt: skip
 TIMEOUT_S = 900
+# The chip bench emulates about 4 s of an RP2040 at 15-30x slower than real time.
+TIMEOUTS = {"chip": 1800}
 
 
 def benchmarks(only: list[str] | None = None) -> list[Path]:
@@ -109,11 +111,11 @@ def run_one(path: Path, quick: bool, verbose: bool) -> dict:
     t0 = time.monotonic()
     try:
         res = subprocess.run([sys.executable, str(path), *args], cwd=ROOT, capture_output=True,
-                             text=True, timeout=TIMEOUT_S)  # fmt: skip
+                             text=True, timeout=TIMEOUTS.get(path.stem, TIMEOUT_S))  # fmt: skip
         out, err, rc = res.stdout, res.stderr, res.returncode
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err, rc = f"timed out after {TIMEOUT_S} s", -1
+        err, rc = f"timed out after {TIMEOUTS.get(path.stem, TIMEOUT_S)} s", -1
     wall = time.monotonic() - t0
     if verbose:
         for line in out.splitlines():

@@ -10,10 +10,13 @@ Three behaviours of rp2040py 0.3.6 are corrected here (facts: ../shared/rp2/READ
    NAKs: the OUT request is parked while the host has nothing queued and completed when data is.
 2. A pin's own driven level is not fed back into its input: each GPIO's driven state is mirrored
    into its pad input through the pin's change listener (a real RP2040 reads its own output).
-3. PIO advances at most one instruction per CPU step and an idle jump (WFI) counts as one: a
-   periodic alarm every `IDLE_BOUND_NS` bounds the idle jumps. The same alarm samples the core's
-   exception number (IPSR), which measures the time spent in each interrupt from outside the
-   firmware.
+3. PIO advances at most one instruction per CPU step and an idle jump (WFI) counts as one; a
+   machine owed more than 8 cycles when its step comes has the rest written off, so a PIO
+   program slows down while the CPU sleeps (the stroke capture counted 15 % slow). An alarm
+   placed on each PIO block's next due cycle (at most `IDLE_BOUND_NS` apart) ends every idle
+   jump where a state machine is due.
+A second alarm, every `SAMPLE_NS` while enabled, samples the core's exception number (IPSR):
+the time spent in each interrupt, measured from outside the firmware.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from pathlib import Path
 from . import image as IMG
 
 SYS_HZ = 125_000_000
-IDLE_BOUND_NS = 1000  # the sampler / idle-bound alarm period: 1 µs of emulated time
+# The idle-bound / sampler alarm period. A PIO state machine gets at most one instruction per
+# idle jump (rp2040py writes the rest off), so the bound must stay below the fastest machine's
+# period: the stroke capture runs at 2 MHz (500 ns).
+IDLE_BOUND_NS = 2000
+SAMPLE_NS = 400  # the IRQ sampler's period
+NS_PER_CYCLE = 8  # 125 MHz
 TIMER_IRQS = (16, 17, 18, 19)  # exception numbers of TIMER_IRQ_0..3 (16 + IRQ number)
 
 
@@ -61,7 +69,8 @@ def pen_flash(root: Path | None = None) -> tuple[bytes, dict[str, bytes]]:
 
 class IrqSampler:
     """Time in each exception, sampled from outside the firmware every IDLE_BOUND_NS: a run of
-    consecutive samples in one exception number is one entry (an IRQ's duration, ±1 sample)."""
+    consecutive samples in one exception number is one entry (an IRQ's duration, within one
+    sample period)."""
 
     def __init__(self):
         self.enabled = False
@@ -87,10 +96,15 @@ class IrqSampler:
         self._len = 1
 
     def timer_runs(self):
-        """Durations (in samples = µs) of the timer interrupt entries: the exception among
-        TIMER_IRQ_0..3 that was entered most often (the control tick's hard timer)."""
+        """(exception number, [durations in µs]) of the timer interrupt entered most often among
+        TIMER_IRQ_0..3 (the control tick's hard timer)."""
         best = max(TIMER_IRQS, key=lambda n: len(self.runs.get(n, ())))
-        return best, list(self.runs.get(best, ()))
+        k = SAMPLE_NS / 1000
+        return best, [n * k for n in self.runs.get(best, ())]
+
+    def share(self, runs):
+        """The CPU share (0..1) of interrupt entries `runs` (µs) over the sampled time."""
+        return sum(runs) / (self.samples * SAMPLE_NS / 1000) if self.samples else 0.0
 
 
 class ChipPen:
@@ -122,6 +136,8 @@ class ChipPen:
         self._wire_pin_feedback()
         self._alarm = self.clock.create_alarm(self._on_alarm)
         self._alarm.schedule(IDLE_BOUND_NS)
+        self._last_delay = IDLE_BOUND_NS // NS_PER_CYCLE
+        self._sample_alarm = self.clock.create_alarm(self._on_sample)
         self.plant = None
         self.events = []
 
@@ -169,9 +185,32 @@ class ChipPen:
             pin.add_listener(mirror)
 
     def _on_alarm(self):
+        # rp2040py fires alarms before it hands the step's cycles to PIO, so `cycle_fp` may still
+        # lack up to the last delay: counting that delay as already gone can only bring the
+        # next alarm early (then it just comes again), never late.
+        lead = self._last_delay
+        delay = IDLE_BOUND_NS // NS_PER_CYCLE
+        for pio in self.mcu.pio:
+            d = pio.next_due_fp - pio.cycle_fp
+            if d < (1 << 40):  # a machine is due (else NEVER_DUE)
+                ahead = ((d + 255) >> 8) - lead
+                delay = min(delay, max(ahead, 1))
+        self._last_delay = delay
+        self._alarm.schedule(delay * NS_PER_CYCLE)
+
+    def _on_sample(self):
         if self.sampler.enabled:
             self.sampler.sample(self.mcu.core.ipsr)
-        self._alarm.schedule(IDLE_BOUND_NS)
+            self._sample_alarm.schedule(SAMPLE_NS)
+
+    def sample_irqs(self, on: bool):
+        """Start (after a reset of the figures) or stop the IRQ sampler."""
+        if on:
+            self.sampler.reset()
+            self.sampler.enabled = True
+            self._sample_alarm.schedule(SAMPLE_NS)
+        else:
+            self.sampler.enabled = False
 
     # -- host side -----------------------------------------------------------------------
     def boot(self):

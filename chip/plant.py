@@ -15,9 +15,10 @@ _SIM = str(IMG.ROOT / "sim")
 if _SIM not in sys.path:
     sys.path.insert(0, _SIM)
 
-import hardware.pins as P  # noqa: E402
 import plant_depth  # noqa: E402
 import plant_motor  # noqa: E402
+
+import hardware.pins as P  # noqa: E402
 
 PLANT_DT_US = 10  # plant step: hall edges are placed to within 10 µs (0.1 % of a 100 Hz period)
 FUNC_PWM = 4
