@@ -639,9 +639,10 @@ def deploy(target: Target, *, dry_run: bool = False, root: Path | None = None, a
     problems = verify(files, target.app_files())
     if romfs is not None:
         size, sha = target.romfs_state()  # type: ignore[attr-defined]
-        if (size, sha) != (len(romfs), hashlib.sha256(romfs).hexdigest()):
+        want = hashlib.sha256(romfs).hexdigest()
+        if (size, sha) != (len(romfs), want):
             problems.append(f"ROMFS on the pen: {size} bytes SHA-256 {str(sha)[:12]}, built "
-                            f"{len(romfs)} bytes {hashlib.sha256(romfs).hexdigest()[:12]}")  # fmt: skip
+                            f"{len(romfs)} bytes {want[:12]}")  # fmt: skip
     if problems:
         raise DeployError("verification failed on the pen: " + "; ".join(problems))
     write_manifest(target, wanted, romfs)
