@@ -16,7 +16,8 @@ application is imported, after its modules are imported (from ROMFS) and then ev
 a soft timer, runs gc.collect() and prints gc.mem_free()/gc.mem_alloc(). Free after boot: the
 first probe with the pen homed and READY; live while running: the largest gc.mem_alloc() after
 a collection while the needle runs; the app's share: what the application holds after boot
-(allocated after boot minus allocated before the import). The probe itself holds one Timer and one closure (< 200 B).
+(allocated after boot minus allocated before the import). The probe itself holds one Timer
+and one closure (< 200 B).
 """
 
 from __future__ import annotations
