@@ -12,12 +12,13 @@ The emulator models no flash wait states: on a real RP2040 code runs from XIP fl
 times are higher, not lower.
 
 Heap: main.py on the bench's littlefs is the pen's main.py behind a probe that, before the
-application is imported, after its modules are imported (from ROMFS) and then every 250 ms from
-a soft timer, runs gc.collect() and prints gc.mem_free()/gc.mem_alloc(). Free after boot: the
+application is imported, after its modules are imported (from ROMFS) and then whenever the bench
+raises a spare pin (GP28; a soft pin IRQ), runs gc.collect() and prints
+gc.mem_free()/gc.mem_alloc(). Free after boot: the
 first probe with the pen homed and READY; live while running: the largest gc.mem_alloc() after
 a collection while the needle runs; the app's share: what the application holds after boot
-(allocated after boot minus allocated before the import). The probe itself holds one Timer
-and one closure (< 200 B).
+(allocated after boot minus allocated before the import). The probe itself holds one Pin,
+its IRQ and one closure (< 200 B).
 """
 
 from __future__ import annotations
@@ -30,16 +31,18 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "host_tools")]
 
 from benchlib import emit  # noqa: E402
 
+PROBE_PIN = 28  # free on the pen's board (hardware/pins.py): the bench raises it to ask
 PROBE_MAIN = b"""import gc, machine
 gc.collect()
 print('@@MEM start %d %d' % (gc.mem_free(), gc.mem_alloc()))
-def _probe(t):
+def _probe(p):
     gc.collect()
     print('@@MEM run %d %d' % (gc.mem_free(), gc.mem_alloc()))
 import drivers.board, firmware.app
 gc.collect()
 print('@@MEM imported %d %d' % (gc.mem_free(), gc.mem_alloc()))
-_probe_timer = machine.Timer(-1, mode=machine.Timer.PERIODIC, period=250, callback=_probe)
+_probe_pin = machine.Pin(28, machine.Pin.IN, machine.Pin.PULL_DOWN)
+_probe_pin.irq(_probe, machine.Pin.IRQ_RISING)
 import pen_main
 """
 
@@ -70,6 +73,15 @@ def main() -> int:
     pen.boot()
     mem = []
 
+    def probe():
+        n = bytes(pen.rx).count(b"@@MEM run")
+        pen.mcu.gpio[PROBE_PIN].set_input_value(True)
+        pen.run_until(lambda: bytes(pen.rx).count(b"@@MEM run") > n and
+                      bytes(pen.rx).endswith(b"\n"), 0.5, "the heap probe")  # fmt: skip
+        pen.mcu.gpio[PROBE_PIN].set_input_value(False)
+        collect()
+        return [m for m in mem if m[0] == "run"][-1]
+
     def collect():
         mem.extend(_mem(pen))
         keep = bytearray()
@@ -79,10 +91,11 @@ def main() -> int:
         tail = bytes(pen.rx).rsplit(b"\n", 1)[-1]
         pen.rx[:] = keep + tail
 
-    pen.wait_for_text(b'"to": "READY"', 3.0)
-    ready_us = pen.now_us
-    pen.run_for(0.3)
+    pen.run_until(lambda: b'"to": "READY"' in pen.rx, 3.0, "READY")
     collect()
+    pen.run_for(0.1)
+    after_boot = probe()
+    running = []
     ticks = {}
 
     def window(name):
@@ -96,8 +109,6 @@ def main() -> int:
         ticks[name] = (runs, pen.sampler.share(runs), rate)
 
     window("stopped")
-    collect()
-    idle = [m for m in mem if m[0] == "run"]
     for hz in (100, 150):
         ok, st = pen.call("status")
         if hz == 100:
@@ -113,11 +124,11 @@ def main() -> int:
         pl.motor.load = 1.0
         pen.run_for(SETTLE_S)
         window(f"{hz} Hz")
-    collect()
-    running = [m for m in mem if m[0] == "run" and m[3] > ready_us + 0.3e6 + WINDOW_S * 1e6]
+        for _ in range(3):
+            running.append(probe())
+            pen.run_for(0.05)
     start = [m for m in mem if m[0] == "start"][0]
     imported = [m for m in mem if m[0] == "imported"][0]
-    after_boot = [m for m in idle if m[3] >= ready_us][0]
     total = start[1] + start[2]
     how_t = ("rp2040py 0.3.6 running the pen's base image (MicroPython v1.28.0, RPI_PICO, ROMFS), "
              "modules in ROMFS as `pen deploy` builds them, plant on the pins; the core's "

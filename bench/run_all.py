@@ -3,6 +3,8 @@ to bench/results.md.
 
     .venv/bin/python bench/run_all.py [--only NAME ...] [--quick] [-v]
 
+With --only, the rows of the benchmarks run replace theirs in the existing bench/results.md.
+
 A benchmark is a script `bench/NAME.py` (not this one, not `benchlib.py`, not the `mp_*.py`
 parts that run inside micropython for another benchmark). Each prints its own figures as
 `BENCH {json}` lines (bench/benchlib.py: figure, value, unit, how it was measured). A benchmark
@@ -190,6 +192,20 @@ def main(argv=None) -> int:
     total = time.monotonic() - t0
     rows = table(results)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if args.only and OUT.exists():
+        # Only some benchmarks ran: their rows replace theirs in the last full table.
+        ran = {f"`bench/{r['bench']}`" for r in results}
+        old = OUT.read_text().splitlines()
+        kept = [x for x in old if x.startswith("| `bench/") and x.split(" |")[0][2:] not in ran]
+        rank = {f"`bench/{n}.py`": i for i, n in enumerate(ORDER)}
+        body = sorted(kept + rows[2:], key=lambda x: rank.get(x.split(" |")[0][2:], len(ORDER)))
+        head = [x for x in old if not x.startswith("|")]
+        head = [x for x in head if not x.startswith("Rows of ")][:-1] + [
+            f"Rows of {', '.join(sorted(ran))} updated on {stamp} (`bench/run_all.py --only`).", ""]
+        OUT.write_text("\n".join(head + rows[:2] + body) + "\n")
+        print("\n".join(rows))
+        print(f"updated {OUT.relative_to(ROOT)}")
+        return 0 if all(r["status"] == "ok" for r in results) else 1
     head = [
         "# Benchmark results",
         "",
