@@ -75,7 +75,7 @@ if sys.implementation.name != "micropython":
         print("  simulator (plant, shims, side channel)   %6.1f KB  (allowance %s KB)"
               % (_kib(p1["sim"]), getattr(sim, "SIM_ALLOWANCE_K", "?")))  # fmt: skip
         print("  application bytecode from .mpy           %6.1f KB  (allowance %s KB; 0 on the "
-              "pen: frozen)" % (_kib(p1["code"]), getattr(sim, "BYTECODE_ALLOWANCE_K", "?")))
+              "pen: ROMFS)" % (_kib(p1["code"]), getattr(sim, "BYTECODE_ALLOWANCE_K", "?")))
         print("  firmware data after construction        %6.1f KB  of the %d KB budget"
               % (_kib(p1["data"]), budget_k))  # fmt: skip
         print("    of which the telemetry ring            %6.1f KB" % _kib(p1["ring"]))
@@ -98,7 +98,7 @@ if sys.implementation.name != "micropython":
         emit("Simulator's share of the virtual pen's heap", _kib(p1["sim"]), "KB",
              how1 + "; plant, shims, side channel")
         emit("Application bytecode in RAM (import of every pen module from .mpy)",
-             _kib(p1["code"]), "KB", how1 + "; 0 on the RP2040, where it is frozen into flash")
+             _kib(p1["code"]), "KB", how1 + "; 0 on the RP2040, where it runs from ROMFS in flash")
         emit("Firmware data after construction (board, telemetry ring, app objects)",
              _kib(p1["data"]), "KB", how1 + "; budget %d KB on the RP2040" % budget_k)
         emit("  of which the telemetry ring", _kib(p1["ring"]), "KB", how1)
