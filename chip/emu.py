@@ -297,5 +297,53 @@ class ChipPen:
         return out
 
 
+class PtyBridge:
+    """The chip's USB serial as a pseudo-terminal, for host tools (`pen deploy`, mpremote): the
+    emulator runs in a thread of its own until `stop()`; nothing else may touch the chip
+    meanwhile."""
+
+    def __init__(self, pen: ChipPen):
+        import os
+        import threading
+        import tty
+
+        self.pen = pen
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.port = os.ttyname(self.slave)
+        self._stop = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import os
+        import select
+
+        pen = self.pen
+        try:
+            while not self._stop:
+                r, _, _ = select.select([self.master], [], [], 0)
+                if r:
+                    pen.write(os.read(self.master, 4096))
+                if pen.rx:
+                    os.write(self.master, bytes(pen.rx))
+                    pen.rx.clear()
+                for _ in range(20):
+                    pen.step()
+        except BaseException as exc:  # noqa: BLE001 -- reported by stop()
+            self.error = exc
+
+    def stop(self):
+        import os
+
+        self._stop = True
+        self._thread.join()
+        os.close(self.master)
+        os.close(self.slave)
+        if self.error is not None:
+            raise self.error
+
+
 def new_flash_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="pen-chip-"))

@@ -290,6 +290,29 @@ except Exception:
 """
 
 
+_SET_ASIDE = """
+import os
+for _f in ('boot.py', 'main.py'):
+    try:
+        os.stat(_f)
+        try:
+            os.remove(_f + '.off')
+        except OSError:
+            pass
+        os.rename(_f, _f + '.off')
+    except OSError:
+        pass
+"""
+_PUT_BACK = """
+import os
+for _f in ('boot.py', 'main.py'):
+    try:
+        os.rename(_f + '.off', _f)
+    except OSError:
+        pass
+"""
+
+
 class SerialTarget(Target):
     """The pen's flash through mpremote's raw REPL on its serial port."""
 
@@ -357,15 +380,27 @@ class SerialTarget(Target):
             def did_action(self):
                 pass
 
+        # Names the pen interned from modules it imported out of ROMFS point into the
+        # partition itself: erasing it would corrupt them (mpremote's own `dev` among them).
+        # So boot.py and main.py are set aside and the pen soft-resets into a raw REPL that has
+        # imported nothing; a deploy cut off half-way leaves a pen that boots to its REPL, not
+        # into a partial image. They are put back (or replaced) afterwards.
+        self._exec(_SET_ASIDE)
+        try:
+            t.enter_raw_repl(soft_reset=True)
+        except TransportError as exc:
+            raise DeployError(f"the pen did not soft-reset for the ROMFS write: {exc}") from exc
         with tempfile.TemporaryDirectory(prefix="pen-romfs-") as tmp:
             img = Path(tmp) / "pen.romfs"
             img.write_bytes(image)
             args = argparse.Namespace(path=str(img), partition=0, mpy=False)
+            out = io.StringIO()
             try:
-                with contextlib.redirect_stdout(io.StringIO()) as out:
+                with contextlib.redirect_stdout(out):
                     commands._do_romfs_deploy(_State(), args)
             except (TransportError, commands.CommandError, SystemExit) as exc:
                 raise DeployError(f"romfs deploy failed: {exc} {out.getvalue()[-200:]}") from exc
+        self._exec(_PUT_BACK)
 
     def app_files(self) -> dict[str, str]:
         code = _DEVICE_LIST % {"files": list(paths.PEN_FILES), "dirs": list(paths.PEN_DIRS)}
