@@ -162,7 +162,15 @@ class ChipPen:
         def on_connected():
             self.connected = True
 
+        reset = usb.on_reset
+
+        def on_reset():
+            self._parked = None  # the chip left the bus: its armed buffers are gone
+            self.connected = False
+            reset()
+
         usb.on_endpoint_read = on_read
+        usb.on_reset = on_reset
         cdc.on_serial_data = on_data
         cdc.on_device_connected = on_connected
 
@@ -297,52 +305,40 @@ class ChipPen:
         return out
 
 
-class PtyBridge:
-    """The chip's USB serial as a pseudo-terminal, for host tools (`pen deploy`, mpremote): the
-    emulator runs in a thread of its own until `stop()`; nothing else may touch the chip
-    meanwhile."""
+def run_host_tool(pen: ChipPen, argv: list[str], emu_s: float) -> tuple[int, str, str]:
+    """Run a host tool (e.g. `pen --port {port} deploy`) as a process talking to the chip's USB
+    serial through a pseudo-terminal, while the emulator runs here; `{port}` in argv is the
+    pty. Its (exit status, stdout, stderr); TimeoutError after emu_s of emulated time."""
+    import os
+    import select
+    import subprocess
+    import tty
 
-    def __init__(self, pen: ChipPen):
-        import os
-        import threading
-        import tty
-
-        self.pen = pen
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.port = os.ttyname(self.slave)
-        self._stop = False
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        import os
-        import select
-
-        pen = self.pen
-        try:
-            while not self._stop:
-                r, _, _ = select.select([self.master], [], [], 0)
-                if r:
-                    pen.write(os.read(self.master, 4096))
-                if pen.rx:
-                    os.write(self.master, bytes(pen.rx))
-                    pen.rx.clear()
-                for _ in range(20):
-                    pen.step()
-        except BaseException as exc:  # noqa: BLE001 -- reported by stop()
-            self.error = exc
-
-    def stop(self):
-        import os
-
-        self._stop = True
-        self._thread.join()
-        os.close(self.master)
-        os.close(self.slave)
-        if self.error is not None:
-            raise self.error
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    port = os.ttyname(slave)
+    argv = [a.replace("{port}", port) for a in argv]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = pen.clock.nanos + emu_s * 1e9
+    try:
+        while proc.poll() is None:
+            if pen.clock.nanos >= end:
+                raise TimeoutError(f"{argv}: not done within {emu_s} s of emulated time")
+            r, _, _ = select.select([master], [], [], 0)
+            if r:
+                pen.write(os.read(master, 4096))
+            if pen.rx:
+                os.write(master, bytes(pen.rx))
+                pen.rx.clear()
+            pen.step()
+        out, err = proc.communicate()
+        return proc.returncode, out, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
 
 
 def new_flash_dir() -> Path:

@@ -36,12 +36,28 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def chip():
-    from chip import emu, plant
+    """A chip whose ROMFS holds a stale image (one module missing: the application fails at
+    boot and the pen sits at its REPL), brought up to date by `pen deploy` itself over the
+    chip's USB serial; the tests then run what `pen deploy` wrote."""
+    import json
 
-    romfs, fs = emu.pen_flash()  # what `pen deploy` puts on a chip
-    pen = emu.ChipPen(romfs, fs)
+    from chip import emu, plant
+    from pen import deploy as D
+
+    romfs, fs = emu.pen_flash()  # what `pen deploy` builds for a chip
+    stale = D.build_romfs([f for f in D.build(ROOT, target_arch="armv6m")
+                           if f.dest != "firmware/version.mpy"])  # fmt: skip
+    pen = emu.ChipPen(stale, fs)
     plant.ChipPlant(pen)
     pen.romfs = romfs
     pen.boot()
+    pen.run_until(lambda: b"ImportError" in pen.rx, 2.0, "the stale image failing at boot")
+    pen.run_for(0.05)
+    pen.rx.clear()
+    exe = str(Path(sys.executable).with_name("pen"))
+    rc, out, err = emu.run_host_tool(
+        pen, [exe, "--port", "{port}", "deploy", "--json", "--timeout", "1200"], 20.0)
+    assert rc == 0, err[-2000:]
+    pen.deploy_result = json.loads(out)
     yield pen
     pen.sim.stopped = True
