@@ -140,6 +140,7 @@ class ChipPen:
         self._sample_alarm = self.clock.create_alarm(self._on_sample)
         self.plant = None
         self.events = []
+        self._tag = 0
 
     # -- workarounds ---------------------------------------------------------------------
     def _wire_usb(self):
@@ -267,24 +268,26 @@ class ChipPen:
         return line.decode(errors="replace").rstrip("\r\n")
 
     def call(self, command: str, emu_s: float = 2.0) -> tuple[bool, object]:
-        """One protocol command; its reply as (ok, payload). `~E` events met on the way go to
-        `self.events` (as parsed JSON)."""
+        """One protocol command, tagged `#N ` so that only its own reply is taken (a stray
+        line, e.g. one left by a host tool, gets its reply too); the reply as (ok, payload).
+        `~E` events met on the way go to `self.events` (as parsed JSON)."""
         import json
 
-        self.write(command.encode() + b"\n")
+        self._tag += 1
+        tag = f"#{self._tag} "
+        self.write((tag + command).encode() + b"\n")
         while True:
             line = self.read_line(emu_s)
             if line.startswith("~E "):
                 self.events.append(json.loads(line[3:]))
                 continue
-            if line.startswith("~"):
-                continue
+            if not line.startswith(tag):
+                continue  # another line's reply, a `~` line, a boot message
+            line = line[len(tag):]
             if line.startswith("ok"):
                 rest = line[2:].strip()
                 return True, json.loads(rest) if rest else None
-            if line.startswith("error"):
-                return False, line
-            # anything else (a boot message, a REPL echo) is not a reply
+            return False, line
 
     def drain_events(self):
         """Parse the `~E` event lines received so far into `self.events`."""
