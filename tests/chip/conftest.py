@@ -59,5 +59,13 @@ def chip():
         pen, [exe, "--port", "{port}", "deploy", "--json", "--timeout", "1200"], 20.0)
     assert rc == 0, err[-2000:]
     pen.deploy_result = json.loads(out)
+    # The deploy restarts the pen with machine.reset() (a watchdog reboot on the RP2040); the
+    # tests start from a power-up of what it wrote.
+    ok, pen.after_deploy = pen.call("status")
+    from rp2040py.device.base_device import ResetCause
+
+    pen.connected = False
+    pen.dev.hard_reset(cause=ResetCause.POWER_ON)
+    pen.run_until(lambda: pen.connected, 2.0, "USB after the power-up")
     yield pen
     pen.sim.stopped = True
