@@ -15,6 +15,12 @@ Three behaviours of rp2040py 0.3.6 are corrected here (facts: ../shared/rp2/READ
    program slows down while the CPU sleeps (the stroke capture counted 15 % slow). An alarm
    placed on each PIO block's next due cycle (at most `IDLE_BOUND_NS` apart) ends every idle
    jump where a state machine is due.
+4. UART TX interrupt: its UART raises the TX interrupt again on every register access, so once
+   MicroPython's `machine.UART` unmasks it (it does at construction) the core never leaves the
+   UART's IRQ: the pen went silent at `Board()` (the TMC2209 UART). On the PL011 the TX
+   interrupt follows a transition of the TX FIFO through its trigger level and stays clear once
+   cleared (ICR): here it is raised when a byte is written (the emulated FIFO empties at once)
+   and stays as the firmware leaves it otherwise.
 A second alarm, every `SAMPLE_NS` while enabled, samples the core's exception number (IPSR):
 the time spent in each interrupt, measured from outside the firmware.
 """
@@ -134,6 +140,7 @@ class ChipPen:
         self.sampler = IrqSampler()
         self._wire_usb()
         self._wire_pin_feedback()
+        self._wire_uart_tx_irq()
         self._alarm = self.clock.create_alarm(self._on_alarm)
         self._alarm.schedule(IDLE_BOUND_NS)
         self._last_delay = IDLE_BOUND_NS // NS_PER_CYCLE
@@ -192,6 +199,25 @@ class ChipPen:
                     pin.set_input_value(False)
 
             pin.add_listener(mirror)
+
+    def _wire_uart_tx_irq(self):
+        from rp2040py.peripherals import uart as U
+
+        for u in self.mcu.uart:
+            def check(u=u):
+                u.rp2040.set_interrupt(u.irq, bool(u._interrupt_status & u._interrupt_mask))
+
+            write = u.write_uint32
+
+            def write_uint32(offset, value, u=u, write=write, check=check):
+                write(offset, value)
+                if offset == U.UARTDR:  # the byte left: the TX FIFO passed its level
+                    u._interrupt_status |= U.UARTTXINTR
+                    check()
+
+            u.check_interrupts = check
+            u.write_uint32 = write_uint32
+            u._interrupt_status &= ~U.UARTTXINTR
 
     def _on_alarm(self):
         # rp2040py fires alarms before it hands the step's cycles to PIO, so `cycle_fp` may still
