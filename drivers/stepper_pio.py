@@ -122,6 +122,7 @@ class StepperPIO:
         self._fln = 0
         self._flh = 0
         self.position = 0  # net completed steps (+ out)
+        self.dry = False  # ran out of segments while more waited (the motor stopped)
         self._sm = rp2.StateMachine(sm_id, stepper_segments, freq=SM_FREQ_HZ,
                                     set_base=step_pin, out_base=dir_pin)  # fmt: skip
         self._sm.active(1)
@@ -152,9 +153,13 @@ class StepperPIO:
         """Drop the segments not yet handed to the state machine (a stop). The ones in flight
         (at most IN_FLIGHT) still run, so the position stays exact."""
         self._qn = 0
+        self.dry = False
 
-    def service(self):
-        """Count completed segments, hand queued ones to the state machine. No allocation."""
+    def service(self, resume=True):
+        """Count completed segments, hand queued ones to the state machine. No allocation.
+        With resume=False nothing is handed over once the machine has run dry mid-move (`dry`,
+        cleared by flush()): the queued segments assume a turning rotor, so their owner
+        re-plans from rest."""
         sm = self._sm
         fl = self._fl
         while sm.rx_fifo():
@@ -163,6 +168,11 @@ class StepperPIO:
                 self.position += word_steps(fl[self._flh])
                 self._flh = (self._flh + 1) % _FIFO_DEPTH
                 self._fln -= 1
+                if not self._fln and self._qn:
+                    # the machine ran out of segments while more waited: the motor stopped
+                    self.dry = True
+        if self.dry and not resume:
+            return
         q = self._q
         while self._qn and self._fln < self.IN_FLIGHT and sm.tx_fifo() < _FIFO_DEPTH:
             w = q[self._qh]

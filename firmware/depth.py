@@ -290,7 +290,7 @@ class DepthAxis:
     # -- the poll ----------------------------------------------------------------------
     def poll(self):
         st = self._st
-        st.service()
+        st.service(not self._feeding)
         es = self._es
         closed = es.sample()
         if st.busy or self._was_busy:
@@ -315,7 +315,7 @@ class DepthAxis:
             self._poll_retract()
         else:
             self._homing.poll(closed)
-        st.service()
+        st.service(not self._feeding)
 
     def _move_done(self):
         if self._pending is not None:
@@ -513,12 +513,24 @@ class DepthAxis:
     def _feed(self):
         st = self._st
         pl = self._pl
+        st.service(False)
+        if st.dry:
+            # The PIO ran dry mid-leg (the loop was held up longer than the segments in flight
+            # last, e.g. by a long command): the rotor has stopped. Resuming at the cruise rate
+            # would lose steps on a real motor; the rest of the leg starts again from rest.
+            st.flush()
+            n = self._legs[self._leg_i - 1] - st.position
+            pl.plan(n if n > 0 else -n, self._speed, self.ACCEL_SPS2, self._seg)
+            self._leg_deadline = time.ticks_add(
+                time.ticks_ms(), pl.duration_us // 1000 + self.MOVE_MARGIN_MS)
+            if self._sg is not None:
+                self._sg.start()
         while st.space():
             n = pl.next_segment()
             if not n:
                 break
             st.queue(n, pl.interval, self._dir)
-        st.service()
+        st.service(False)
 
 
 def _check_int(v):

@@ -12,7 +12,8 @@ TICK_MEAN_US = 50
 
 
 def _start(chip, hz, load):
-    """Arm, confirm a cartridge and run at `hz` (retrying while the stop is still moving)."""
+    """Arm, confirm a cartridge and run at `hz` (retrying while the pen is busy with the depth
+    stop: moving, or checking its position after the cartridge's endstop check)."""
     ok, st = chip.call("status")
     assert ok, st
     if st["state"] == "RUNNING":
@@ -26,7 +27,9 @@ def _start(chip, hz, load):
             ok, reply = chip.call(f"run {hz}")
             if ok:
                 break
-            assert "moving" in reply, reply  # the depth stop is still moving: wait for it
+            # error 10 (busy): the depth stop is moving or its position is being checked
+            busy = reply.startswith("error:10 ")
+            assert busy and ("moving" in reply or "checking" in reply), reply
             chip.run_for(0.02)
         assert ok, reply
     chip.plant.motor.load = load
