@@ -38,6 +38,7 @@ ORDER = ("mpy_size", "stroke_loop", "depth_axis", "memory", "ingest", "serial_rt
 QUICK_ARGS = {"telemetry": ["--minutes", "1", "--disconnect-s", "20"],
               "telemetry_log": ["--minutes", "1", "--disconnect-s", "3"]}  # fmt: skip
 TIMEOUT_S = 900
+LONG_TIMEOUT_S = {"depth_axis": 3600, "stroke_loop": 1800}  # the population runs
 
 
 def benchmarks(only: list[str] | None = None) -> list[Path]:
@@ -107,13 +108,14 @@ def _clean(text: str) -> str:
 def run_one(path: Path, quick: bool, verbose: bool) -> dict:
     args = QUICK_ARGS.get(path.stem, []) if quick else []
     t0 = time.monotonic()
+    limit = LONG_TIMEOUT_S.get(path.stem, TIMEOUT_S)
     try:
         res = subprocess.run([sys.executable, str(path), *args], cwd=ROOT, capture_output=True,
-                             text=True, timeout=TIMEOUT_S)  # fmt: skip
+                             text=True, timeout=limit)  # fmt: skip
         out, err, rc = res.stdout, res.stderr, res.returncode
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err, rc = f"timed out after {TIMEOUT_S} s", -1
+        err, rc = f"timed out after {limit} s", -1
     wall = time.monotonic() - t0
     if verbose:
         for line in out.splitlines():
@@ -170,6 +172,24 @@ def versions() -> str:
     return f"Python {platform.python_version()}, MicroPython {mp.split('; ')[-1]}"
 
 
+def provenance() -> str:
+    """'Commit <sha> (tree clean)' or '... (tree with uncommitted changes: N files)'."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.splitlines()  # fmt: skip
+    except OSError:
+        return "Commit unknown (no git)"
+    if not sha:
+        return "Commit unknown (not a git checkout)"
+    # The results file itself and the README's generated table are the run's own output.
+    dirty = [x for x in dirty if x[3:].strip() not in ("bench/results.md", "README.md")]
+    state = "tree clean" if not dirty else f"tree with uncommitted changes: {len(dirty)} files"
+    return f"Commit {sha[:12]} ({state})"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", help="benchmark names (file stems) to run")
@@ -187,6 +207,7 @@ def main(argv=None) -> int:
         results.append(r)
     total = time.monotonic() - t0
     rows = table(results)
+    prov = provenance()
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = [
         "# Benchmark results",
@@ -197,12 +218,17 @@ def main(argv=None) -> int:
         "(virtual pen in deterministic mode) are the same on every machine; wall-clock figures",
         "(tick cost, round trip, ingestion) depend on this machine.",
         "",
+        prov + (" — a partial run (--only/--quick)" if (args.only or args.quick) else ""),
+        "",
     ]
     OUT.write_text("\n".join(head + rows) + "\n")
     print()
     print("\n".join(rows))
     print()
-    print(f"wrote {OUT.relative_to(ROOT)} ({total / 60:.1f} min)")
+    print(f"wrote {OUT.relative_to(ROOT)} ({total / 60:.1f} min); {prov}")
+    import keyfigures  # the README's key figures, from what was just written
+
+    keyfigures.main([])
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 

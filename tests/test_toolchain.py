@@ -34,9 +34,14 @@ def test_mpy_cross_armv6m(rel, tmp_path):
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 0
-    # An .mpy starts with 'M', the format version 6 and the architecture (armv6m = 3 in bits 2+).
+    # An .mpy v6 header: 'M', the format version 6, a flags byte whose bits 2+ name the native
+    # architecture of any native code in the file (0: none, the file is portable bytecode; the
+    # pen uses no @native code, so -march changes nothing here and the RP2040 loads it as is),
+    # and the small-int width the compiler assumed: 31 bits, as on the RP2040.
     head = out.read_bytes()[:4]
-    assert head[0:1] == b"M" and head[1] == 6
+    assert head[0:1] == b"M" and head[1] == 6, head
+    assert head[2] >> 2 == 0, f"{rel} holds native code for arch {head[2] >> 2}"
+    assert head[3] == 31, f"{rel} compiled for {head[3]}-bit small ints"
 
 
 def test_firmware_type_checks_against_rp2_stubs():

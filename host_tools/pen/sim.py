@@ -1,7 +1,7 @@
 """The virtual pen's supervisor: a pseudo-terminal as the pen's USB port, the `micropython`
 process that runs the pen's own files on the simulated board, its reboots, and the side channel.
 
-    pen sim [--flash DIR] [--speed N] [--port-file PATH]
+    pen sim [--flash DIR] [--speed N] [--port-file PATH] [--unit N]
 
 prints the port path as its first line and runs until interrupted. The process is rebooted
 whenever it ends (machine.reset(), the watchdog, Ctrl-D in the REPL), with the reset cause
@@ -52,7 +52,8 @@ def populate_flash(flash: Path, root: Path | None = None) -> None:
 
 
 class Supervisor:
-    def __init__(self, flash: Path | None = None, speed: int = 1, log=None, hold: str = ""):
+    def __init__(self, flash: Path | None = None, speed: int = 1, log=None, hold: str = "",
+                 unit: int = 0):
         self.state_dir = Path(tempfile.mkdtemp(prefix="pen-sim-"))
         if flash is None:
             flash = self.state_dir / "flash"
@@ -61,6 +62,7 @@ class Supervisor:
         self.flash = Path(flash).resolve()
         self.speed = speed
         self.hold = hold
+        self.unit = unit  # which pen of the population the plant is (sim/plant_units.py)
         self.log = log
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
@@ -88,6 +90,7 @@ class Supervisor:
             PEN_SIM_CAUSE=str(self.cause),
             PEN_SIM_STATE=str(self.state_dir / "mechanism"),
             PEN_SIM_HOLD=self.hold if self.boots == 0 else "",
+            PEN_SIM_UNIT=str(self.unit),
         )
         vpen = paths.checkout_root() / "sim" / "vpen.py"
         stderr = open(self.state_dir / "stderr.log", "ab")

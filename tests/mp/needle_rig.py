@@ -28,8 +28,8 @@ def build_drivers():
 
 
 class Rig:
-    def __init__(self, drive_cls=NeedleDrive, timer=True, **kw):
-        self.pen = board_sim.VirtualPen(SIM)
+    def __init__(self, drive_cls=NeedleDrive, timer=True, unit=0, **kw):
+        self.pen = board_sim.VirtualPen(SIM, unit)
         self.motor, self.stroke, self.analog = build_drivers()
         self.drive = drive_cls(self.motor, self.stroke, self.analog, **kw)
         self.timer = None
@@ -52,9 +52,9 @@ class Rig:
         def on_edge(t):
             edges.append(t)
 
-        self.plant.edge_listeners.append(on_edge)
+        self.plant.turn_listeners.append(on_edge)
         SIM.advance(ms * 1000)
-        self.plant.edge_listeners.remove(on_edge)
+        self.plant.turn_listeners.remove(on_edge)
         if len(edges) < 2:
             return 0.0
         return (len(edges) - 1) * 1e6 / (edges[-1] - edges[0])
@@ -69,9 +69,9 @@ class Rig:
                 out.append((t, 1e6 / (t - last[0])))
             last[0] = t
 
-        self.plant.edge_listeners.append(on_edge)
+        self.plant.turn_listeners.append(on_edge)
         SIM.advance(ms * 1000)
-        self.plant.edge_listeners.remove(on_edge)
+        self.plant.turn_listeners.remove(on_edge)
         return out
 
 
