@@ -31,7 +31,7 @@ OUT = BENCH / "results.md"
 sys.path.insert(0, str(BENCH))
 from benchlib import micropython, parse  # noqa: E402
 
-NOT_BENCHMARKS = {"run_all.py", "benchlib.py", "__init__.py"}
+NOT_BENCHMARKS = {"run_all.py", "benchlib.py", "keyfigures.py", "__init__.py"}
 # Run order: quick first; the long telemetry runs (10 virtual minutes each at --speed 4) last.
 ORDER = ("mpy_size", "stroke_loop", "depth_axis", "memory", "ingest", "serial_rtt",
          "telemetry", "telemetry_log")  # fmt: skip
