@@ -100,6 +100,8 @@ def _rate_and_step(unit, hz, load=1.0):
     return (free - hz) * 100 / hz, (loaded - hz) * 100 / hz, worst, rec, r.drive.fault
 
 
+@xfail("firmware: at 50 Hz the rate is back within +-3 % only ~180..200 ms after a step to "
+       "the published top of the skin load (ND-02: 150 ms)")  # fmt: skip
 @req("PL-3", "ND-01", "ND-02")
 def test_rate_and_load_step_hold_on_sampled_units():
     """PL-3, ND-01, ND-02: on each sampled unit, at 50, 100 and 150 Hz, the mean rate is within
@@ -189,8 +191,6 @@ def test_a_single_missed_hall_pulse_neither_trips_nor_slows():
 
 
 @req("PL-4", "ND-01")
-@xfail("firmware: with 1 % of hall pulses lost for 10 s at 50 Hz the needle drive latches "
-       "SENSOR_LOSS or STALL while the rotor turns")  # fmt: skip
 def test_missed_hall_pulses_at_1_percent_neither_trip_nor_slow():
     """PL-4, ND-01: one hall pulse in 100 lost (at random) for 10 s under full load, at 50, 100
     and 150 Hz: no fault, and the mean rate within +-1 %."""
@@ -203,6 +203,7 @@ def test_missed_hall_pulses_at_1_percent_neither_trip_nor_slow():
         check(abs(err) <= 1.0, "%d Hz: %+.2f %%" % (hz, err))
 
 
+@xfail("firmware: current-sense spikes on 5 % of the conversions latch OVERCURRENT at 50 Hz")
 @req("PL-4", "ND-01")
 def test_current_spikes_at_5_percent_neither_trip_nor_slow():
     """PL-4, ND-01: 5 % of the current conversions hit by a PWM-edge spike (0.2..1 x the ADC's
@@ -235,7 +236,6 @@ def test_a_real_stall_is_still_caught_through_the_glitches():
 
 
 @req("PL-4", "ND-01")
-@xfail("firmware: one hall double edge (a ~5..100 us period) latches RUNAWAY or STALL")
 def test_hall_double_edges_at_1_percent_neither_trip_nor_slow():
     """PL-4, ND-01: one stroke in 100 with a bounce (a second rising edge 5..100 us after the
     first) for 3 s under full load, at 50, 100 and 150 Hz: no fault, the mean rate within

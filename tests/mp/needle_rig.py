@@ -2,16 +2,19 @@
 hard machine.Timer (heap locked in every call), and measurements taken from the plant's truth
 (the rotor's turns), independent of what the firmware measures."""
 
-import board_sim
-import machine
-import rp2
-from mphelp import SIM
+import gc
 
-import hardware.pins as P
-from drivers.analog import Analog
-from drivers.motor import Motor
-from drivers.stroke_pio import StrokeCapture
-from firmware.needle import NeedleDrive
+gc.collect()  # the test module's compile leaves the heap fragmented; the plant compiles next
+import board_sim  # noqa: E402
+import machine  # noqa: E402
+import rp2  # noqa: E402
+from mphelp import SIM  # noqa: E402
+
+import hardware.pins as P  # noqa: E402
+from drivers.analog import Analog  # noqa: E402
+from drivers.motor import Motor  # noqa: E402
+from drivers.stroke_pio import StrokeCapture  # noqa: E402
+from firmware.needle import NeedleDrive  # noqa: E402
 
 STROKE_SM = 0
 
