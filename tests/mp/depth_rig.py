@@ -7,11 +7,12 @@ virtual clock and calls `axis.poll()` every `poll_us`, as the firmware's asyncio
 
 import gc
 
-import board_sim
-import machine
-from mphelp import SIM, check
+gc.collect()  # the test module's compile leaves the heap fragmented; the plant loads next
+import board_sim  # noqa: E402
+import machine  # noqa: E402
+from mphelp import SIM, check  # noqa: E402
 
-import hardware.pins as P
+import hardware.pins as P  # noqa: E402
 
 gc.collect()  # compiling the firmware modules from source needs a contiguous heap block
 from drivers.endstop import Endstop  # noqa: E402
