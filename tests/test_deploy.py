@@ -45,6 +45,7 @@ def expected_layout() -> set[str]:
     return out
 
 
+@pytest.mark.req("HT-10", "HT-11", "HT-12")
 def test_deploy_to_empty_virtual_pen_then_nothing_to_copy(vpen_factory, tmp_path, capsys,
                                                           monkeypatch):  # fmt: skip
     """HT-10, HT-11, HT-12: onto an empty flash (the pen sits at its REPL):
@@ -95,6 +96,7 @@ def _clear_and_wait(port):
             time.sleep(0.1)
 
 
+@pytest.mark.req("HT-11", "SF-08")
 def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys, monkeypatch):
     """HT-11, SF-08: a flash holding the sources (.py, which MicroPython would import
     before an .mpy), a module that no longer exists and an edited main.py: --dry-run lists the
@@ -137,6 +139,7 @@ def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys, monkeypat
     assert res["hello"]["protocol_version"] == 1
 
 
+@pytest.mark.req("HT-11")
 def test_flash_dir_deploy_and_verify(tmp_path, capsys):
     """HT-11: `--flash-dir` deploys into a folder (a pen's flash) with the
     same plan, stale-file removal and verification; a second run copies nothing."""
@@ -152,6 +155,7 @@ def test_flash_dir_deploy_and_verify(tmp_path, capsys):
     assert json.loads(out)["copy"] == []
 
 
+@pytest.mark.req("HT-12")
 def test_verify_catches_a_bad_copy():
     """HT-12: a file whose SHA-256 on the pen differs, a missing file and a left-over
     module each fail the verification."""
@@ -163,6 +167,7 @@ def test_verify_catches_a_bad_copy():
     assert "b.mpy missing" in problems and "firmware/old.py left over" in problems
 
 
+@pytest.mark.req("HT-10")
 def test_native_code_is_deployed_as_source_on_another_cpu(tmp_path, monkeypatch):
     """HT-10: armv6m native code cannot run on the virtual pen's x86-64: such a module is
     deployed as source there (and compiled for armv6m for the RP2040)."""
@@ -182,6 +187,7 @@ def test_native_code_is_deployed_as_source_on_another_cpu(tmp_path, monkeypatch)
     assert "firmware/__init__.mpy" in on_x64
 
 
+@pytest.mark.req("HT-10")
 def test_mpy_version_mismatch_is_refused():
     """HT-10: a pen whose MicroPython cannot load these .mpy files is refused before
     anything is copied."""
@@ -191,6 +197,7 @@ def test_mpy_version_mismatch_is_refused():
     assert "mpy-cross" in str(exc.value)
 
 
+@pytest.mark.req("HT-13")
 def test_manifest_freezes_the_pen_packages():
     """HT-13: manifest.py freezes every package that goes onto the pen (boot.py and
     main.py stay on the filesystem) on top of the board's own manifest."""
@@ -211,6 +218,7 @@ def test_manifest_freezes_the_pen_packages():
         assert (ROOT / d / "__init__.py").exists()
 
 
+@pytest.mark.req("HT-12")
 def test_deploy_is_refused_while_the_needle_runs(vpen_factory, capsys):
     """HT-12: no deploy (which stops the application) while the needle runs."""
     import time
