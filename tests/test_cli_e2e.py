@@ -87,6 +87,7 @@ def _wait_ready(port: str, capsys) -> None:
     assert json.loads(out)["status"]["state"] == "READY"
 
 
+@pytest.mark.req("HT-60", "HT-61")
 def test_the_demo_by_hand(vpen, capsys):
     """HT-60, HT-61: `pen home/arm/cartridge new/run/stop/disarm/clear/reset` do what the
     buttons do, through the pen's protocol; a refusal names the command that gets past it."""
@@ -136,6 +137,7 @@ def test_the_demo_by_hand(vpen, capsys):
     _wait_ready(port, capsys)
 
 
+@pytest.mark.req("HT-62")
 def test_other_commands_work_while_a_log_runs(vpen, capsys, tmp_path):
     """HT-62: while `pen log` holds the port, other `pen` commands go through its link (a local
     socket) instead of failing to open the port; what only the port's holder can do (the

@@ -348,6 +348,7 @@ def test_safe_mode_boot_skips_main(vpen_factory):
     assert b"SAFE True 0 False 0" in out, out
 
 
+@pytest.mark.req("HT-63")
 def test_side_channel_answers_on_the_pens_clock(pen):
     """HT-63: `wait MS` answers after MS of the pen's own time, and `press` once the pen has
     seen the whole gesture: a START held 1.2 s has armed the pen when the press returns."""

@@ -222,6 +222,7 @@ def test_pen_adapter_opens_this_link(monkeypatch):
     pen_adapter.close_link(link)
 
 
+@pytest.mark.req("HT-60")
 def test_soft_reset_restarts_the_pen_by_command_and_handshakes_again():
     """HT-60: `pen reset`: the protocol's `reset` (never Ctrl-C/Ctrl-D: the application takes
     every byte as protocol input), then the link handshakes with the pen's new boot (its
