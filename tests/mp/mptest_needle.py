@@ -8,7 +8,7 @@ firmware's own measurement."""
 
 import machine
 import micropython
-from mphelp import SIM, check, info, raises, req, xfail
+from mphelp import SIM, check, info, raises, req
 from needle_rig import Rig, sleep_pin, step_response
 
 import hardware.pins as P
@@ -40,8 +40,6 @@ def _accuracy_and_load_step(hz):
     check(r.drive.fault == faults.NONE, "fault %d" % r.drive.fault)
 
 
-@xfail("firmware: at 50 Hz the rate is back within +-3 % only ~196 ms after a step to the "
-       "published top of the skin load, 1.26 N (ND-02: 150 ms)")  # fmt: skip
 @req("ND-01", "ND-02")
 def test_50hz_rate_and_load_step():
     """ND-01, ND-02: 50 Hz held within +-1 % (mean) without and with full skin load; after the
