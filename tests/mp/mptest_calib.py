@@ -95,7 +95,7 @@ def test_invalid_tables_refused():
 def test_axis_takes_only_valid_covering_tables():
     """DS-31, DS-33, SF-05: set_calibration refuses an invalid table or one that does not cover
     0..limit within the travel (nothing changes); a valid one is installed and the stop
-    re-targets its depth."""
+    re-targets its depth; a limit outside the installed table is refused (nothing changes)."""
     from depth_rig import Rig
 
     rig = Rig()
@@ -123,6 +123,16 @@ def test_axis_takes_only_valid_covering_tables():
     check(e.code == OUT_OF_RANGE and "travel" in e.message and ax.calib is before, e.message)
     e = raises(Refused, ax.set_calibration, [0, -20, 1440, 3580])  # 0 um inside MIN_STEPS
     check(e.code == OUT_OF_RANGE and ax.calib is before, e.message)
+    # a limit outside the installed table is refused, the limit unchanged
+    ax.set_limit_um(2000)
+    rig.run()
+    ax.set_calibration([0, -120, 1300, 3200])
+    rig.run()
+    e = raises(Refused, ax.set_limit_um, 3300)  # past the table's 3.2 mm
+    check(e.code == OUT_OF_RANGE and ax.limit_um == 2000, "limit %d" % ax.limit_um)
+    check(ax.calib.to_list()[-1] == 3200)
+    ax.set_limit_um(3200)  # the table's end is inside
+    check(ax.limit_um == 3200)
 
 
 @req("DS-31")
