@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -194,9 +195,12 @@ def report_population(pop, n_units) -> list[str]:
 
 
 def _fault_name(code: int) -> str:
-    names = {1: "STALL", 2: "RUNAWAY", 3: "SENSOR_LOSS", 4: "OVERCURRENT", 5: "OVERHEAT",
-             6: "BATTERY_LOW"}  # firmware/faults.py
-    return names.get(code, str(code))
+    """The fault code's constant name, as firmware/faults.py defines it."""
+    src = (Path(__file__).resolve().parents[1] / "firmware" / "faults.py").read_text()
+    for name, value in re.findall(r"^([A-Z_]+) = const\((\d+)\)", src, re.M):
+        if int(value) == code:
+            return name
+    return str(code)
 
 
 def emit_figures(rows, t, est, ratio) -> None:
