@@ -317,6 +317,7 @@ def test_calibrate_virtual_pen_end_to_end(vpen_factory, tmp_path, capsys):
     print(f"worst error over {2 * len(grid)} depths: {worst * 1000:.1f} µm")
 
 
+@pytest.mark.req("HT-89")
 def test_thirty_points_reach_the_pen_and_saved_readings_resume(vpen_factory, tmp_path, capsys,
                                                                monkeypatch):  # fmt: skip
     """HT-89: `pen calibrate depth --points 30` on the virtual pen: the readings are saved

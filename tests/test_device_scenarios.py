@@ -361,6 +361,7 @@ def test_side_channel_answers_on_the_pens_clock(pen):
     assert pen.status()["state"] == "ARMED"
 
 
+@pytest.mark.req("SP-61", "SP-62", "TM-21")
 def test_many_sessions_and_brown_outs_in_first_passes_lose_nothing(pen):
     """SP-61, SP-62, TM-21: through the pen as a user drives it: 30 sessions (cartridge new,
     three passes) without a reboot, then the power cut during the first pass of three more

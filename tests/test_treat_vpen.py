@@ -294,6 +294,7 @@ def test_full_flow_client_plan_checklist_preset_session_record_history(pen, cli)
     assert f"duration: {summary['duration_s']:.0f} s" in first
 
 
+@pytest.mark.req("HT-86")
 def test_record_refuses_a_pen_session_from_before_the_treatment(pen, cli):
     """HT-86: on the virtual pen, a pass run before `treat start` (a session where no treatment
     was done) is not attached to the new treatment: `treat record --from-pen` exits non-zero
