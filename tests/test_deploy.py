@@ -74,7 +74,9 @@ def test_deploy_to_empty_virtual_pen_then_nothing_to_copy(vpen_factory, tmp_path
     assert rc == 0, err
     assert json.loads(out)["status"]["protocol_version"] == 1
 
-    # the application runs now: the second deploy goes through service mode (SF-08)
+    # the application runs now: the second deploy goes through service mode (SF-08), asked
+    # for once the pen has homed (service mode is refused while the stop moves)
+    _wait_ready(pen.port)
     monkeypatch.setenv("PEN_SECRET", b"virtual-pen-test-secret-not-real".hex())
     rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--json")
     assert rc == 0, err
@@ -83,6 +85,16 @@ def test_deploy_to_empty_virtual_pen_then_nothing_to_copy(vpen_factory, tmp_path
     assert again["copy"] == [] and again["remove"] == [] and again["copied"] == 0
     assert again["verified"] == len(expected_layout())
     assert flash_files(flash) == on_flash
+
+
+def _wait_ready(port):
+    from pen.link import open_link
+
+    with open_link(port) as link:
+        deadline = time.monotonic() + 20  # a time-out, not a verdict: READY is the event
+        while link.call("status")["state"] != "READY":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
 
 
 def _clear_and_wait(port):
