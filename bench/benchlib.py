@@ -43,3 +43,39 @@ def micropython() -> str:
 
     cand = Path(sys.executable).with_name("micropython")
     return str(cand) if cand.exists() else "micropython"
+
+
+MPY_DIR = "build/mp-bench"  # the pen's modules as bytecode for the benchmarks' micropython runs
+
+
+def compile_pen_files(root=None) -> str:
+    """Compile the pen's modules to .mpy under build/mp-bench (as the tests' harness does for
+    build/mp-test), so a benchmark runs this checkout's firmware as bytecode, as on the pen;
+    returns the folder (relative to the repository root)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from pen import paths
+    from pen.deploy import mpy_cross_binary
+
+    root = Path(root) if root else Path(__file__).resolve().parents[1]
+    out_dir = root / MPY_DIR
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    import platform
+    import re
+
+    m = platform.machine().lower()
+    host = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "i686": "x86"}.get(m, m)
+    for rel in paths.pen_source_files(root):
+        if rel.parent == Path("."):
+            continue
+        out = out_dir / rel.with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # a module with native code (viper) is compiled for this host's CPU, as the tests do
+        native = re.search(r"^\s*@micropython\.(viper|native)", (root / rel).read_text(), re.M)
+        arch = [f"-march={host}"] if native else []
+        subprocess.run([mpy_cross_binary(), *arch, "-o", str(out), str(rel)], cwd=root,
+                       check=True)  # fmt: skip
+    return MPY_DIR

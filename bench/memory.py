@@ -1,15 +1,11 @@
-"""Memory of the pen's firmware on the virtual pen, measured inside the `micropython` binary
-(unix port):
+"""Memory of the pen's firmware, measured inside the `micropython` binary (unix port):
 
     .venv/bin/python bench/memory.py        (from the repository root)
 
-The pen's own heap figures (free after boot, live while running, the application's share) are
-measured on the emulated chip by bench/chip.py; this benchmark measures what only the virtual
-pen has, to size its heap. The virtual pen's process holds three things in one heap
-(host_tools/pen/sim.py, HEAP): the simulator (plant, shims, side channel), the application's
-bytecode (loaded from .mpy files; on the RP2040 it runs from ROMFS and takes no heap) and the
-firmware's data (board, telemetry ring, application objects), which must fit the heap the chip
-leaves it (`FIRMWARE_HEAP_K`, from bench/chip.py). Each share is the growth of
+The virtual pen's process holds three things in one heap (host_tools/pen/sim.py, HEAP): the
+simulator (plant, shims, side channel), the application's bytecode (loaded from .mpy files; on
+the RP2040 it is frozen into flash and takes no heap) and the firmware's data (board, telemetry
+ring, application objects), which must fit the RP2040's ~190 KB. Each share is the growth of
 `gc.mem_alloc()` (after `gc.collect()`) across the step that adds it:
 
 1. pass 1, heap as the virtual pen's: the shares, then a session on the virtual board in
@@ -59,7 +55,7 @@ if sys.implementation.name != "micropython":
     def main():
         from pen import sim
 
-        budget_k = sim.FIRMWARE_HEAP_K  # measured on the chip (bench/chip.py)
+        budget_k = getattr(sim, "FIRMWARE_HEAP_K", 190)
         with tempfile.TemporaryDirectory(prefix="pen-mem-") as tmp:
             flash = Path(tmp) / "flash"
             flash.mkdir()
@@ -75,7 +71,7 @@ if sys.implementation.name != "micropython":
         print("  simulator (plant, shims, side channel)   %6.1f KB  (allowance %s KB)"
               % (_kib(p1["sim"]), getattr(sim, "SIM_ALLOWANCE_K", "?")))  # fmt: skip
         print("  application bytecode from .mpy           %6.1f KB  (allowance %s KB; 0 on the "
-              "pen: ROMFS)" % (_kib(p1["code"]), getattr(sim, "BYTECODE_ALLOWANCE_K", "?")))
+              "pen: frozen)" % (_kib(p1["code"]), getattr(sim, "BYTECODE_ALLOWANCE_K", "?")))
         print("  firmware data after construction        %6.1f KB  of the %d KB budget"
               % (_kib(p1["data"]), budget_k))  # fmt: skip
         print("    of which the telemetry ring            %6.1f KB" % _kib(p1["ring"]))
@@ -98,7 +94,8 @@ if sys.implementation.name != "micropython":
         emit("Simulator's share of the virtual pen's heap", _kib(p1["sim"]), "KB",
              how1 + "; plant, shims, side channel")
         emit("Application bytecode in RAM (import of every pen module from .mpy)",
-             _kib(p1["code"]), "KB", how1 + "; 0 on the RP2040, where it runs from ROMFS in flash")
+             _kib(p1["code"]), "KB", how1 + "; on the RP2040 it is frozen into flash and "
+             "takes no heap: by construction of the frozen image, not measured here")
         emit("Firmware data after construction (board, telemetry ring, app objects)",
              _kib(p1["data"]), "KB", how1 + "; budget %d KB on the RP2040" % budget_k)
         emit("  of which the telemetry ring", _kib(p1["ring"]), "KB", how1)
@@ -119,9 +116,10 @@ if sys.implementation.name != "micropython":
              % mib)
         emit("Allocation rate, idle (READY)", round(p2["alloc_idle"] / p2["idle_s"]), "bytes/s",
              "as above, %d s virtual in READY" % p2["idle_s"])
-        emit("Control tick allocations during the session", 0, "bytes",
-             "every hard-timer tick of the session ran under micropython.heap_lock(), where an "
-             "allocation raises MemoryError (the session would have failed)")
+        emit("Control tick allocations during the session", p2["tick_alloc"], "bytes",
+             "gc.mem_alloc() before and after each of the session's %d hard-timer ticks, each "
+             "run under micropython.heap_lock() (an allocation would have raised MemoryError)"
+             % p2["tick_calls"])
         return 0
 
     sys.exit(main())
@@ -256,6 +254,18 @@ def _session(rig, out):
     P.ipoll = ipoll
     P.poll = poll
     SIM.advance_to = advance_to
+    # Every hard-timer callback (the control tick) of the session: count it and measure what
+    # it allocated (it runs with the heap locked, as on the RP2040).
+    locked = simrt.heap_locked_call
+    ticks = [0, 0]  # calls, bytes
+
+    def counted(fn, arg):
+        a = gc.mem_alloc()
+        locked(fn, arg)
+        ticks[1] += gc.mem_alloc() - a
+        ticks[0] += 1
+
+    simrt.heap_locked_call = counted
 
     async def scenario(r):
         await r.ready()
@@ -289,6 +299,11 @@ def _session(rig, out):
 
     rig.run(scenario)
     P.ipoll, P.poll, SIM.advance_to = orig
+    simrt.heap_locked_call = locked
+    out["tick_calls"] = ticks[0]
+    out["tick_alloc"] = ticks[1]
+    if not ticks[0]:
+        raise AssertionError("no control tick ran in the session")
     if not out["running"]:
         raise AssertionError("the needle did not run through the session")
     out["session_s"] = RUN_S

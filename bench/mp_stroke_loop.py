@@ -2,10 +2,11 @@
 # bench/stroke_loop.py from the repository root:
 #   micropython -X heapsize=256K bench/mp_stroke_loop.py loop HZ
 #   micropython -X heapsize=256K bench/mp_stroke_loop.py tick
-# Prints one JSON line with the figures.
+#   micropython -X heapsize=256K bench/mp_stroke_loop.py units FIRST LAST LOAD [LOAD ...]
+# Prints one JSON line with the figures (`units`: one line per unit, rate and load).
 import sys
 
-sys.path[:] = ["", "tests/mp", "sim", ".frozen"]
+sys.path[:] = ["build/mp-bench", "", "tests/mp", "sim", ".frozen"]  # bench/benchlib.py
 
 import simrt  # noqa: E402
 
@@ -17,12 +18,13 @@ import json  # noqa: E402
 import machine  # noqa: E402
 import micropython  # noqa: E402
 from mphelp import SIM  # noqa: E402
-from needle_rig import Rig  # noqa: E402
+from needle_rig import Rig, fresh_board  # noqa: E402
 
 SETTLE_MS = 400
-MEAN_MS = 500
+MEAN_MS = 500  # the loaded mean is taken STEP_MS .. STEP_MS + MEAN_MS after the load step
 STEP_MS = 300
 BAND_PCT = 3.0
+RATES = (50, 100, 150)
 
 
 def _step(rig, hz):
@@ -41,6 +43,27 @@ def _step(rig, hz):
     if trace and abs(trace[-1][1] - hz) * 100.0 / hz > BAND_PCT:
         rec = None
     return worst, rec
+
+
+def units(first, last, loads):
+    """Closed loop on units first..last (inclusive), each rate, each load step none -> load."""
+    for u in range(first, last + 1):
+        for hz in RATES:
+            for load in loads:
+                fresh_board()
+                gc.collect()
+                r = Rig(unit=u)
+                r.drive.start(hz)
+                r.run_ms(SETTLE_MS)
+                free = r.mean_hz(MEAN_MS)
+                r.plant.load = load
+                worst, rec = _step(r, hz)
+                loaded = r.mean_hz(MEAN_MS)
+                r.stop_timer()
+                print(json.dumps({"unit": u, "hz": hz, "load": load,
+                                  "err_free": (free - hz) * 100 / hz,
+                                  "err_load": (loaded - hz) * 100 / hz, "worst": worst,
+                                  "recovery_ms": rec, "fault": r.drive.fault}))  # fmt: skip
 
 
 def loop(hz, tick_hz=1000):
@@ -229,5 +252,7 @@ def tick():
 
 if sys.argv[1] == "loop":
     loop(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1000)
+elif sys.argv[1] == "units":
+    units(int(sys.argv[2]), int(sys.argv[3]), [float(x) for x in sys.argv[4:]])
 else:
     tick()

@@ -3,8 +3,6 @@ to bench/results.md.
 
     .venv/bin/python bench/run_all.py [--only NAME ...] [--quick] [-v]
 
-With --only, the rows of the benchmarks run replace theirs in the existing bench/results.md.
-
 A benchmark is a script `bench/NAME.py` (not this one, not `benchlib.py`, not the `mp_*.py`
 parts that run inside micropython for another benchmark). Each prints its own figures as
 `BENCH {json}` lines (bench/benchlib.py: figure, value, unit, how it was measured). A benchmark
@@ -33,15 +31,14 @@ OUT = BENCH / "results.md"
 sys.path.insert(0, str(BENCH))
 from benchlib import micropython, parse  # noqa: E402
 
-NOT_BENCHMARKS = {"run_all.py", "benchlib.py", "__init__.py"}
+NOT_BENCHMARKS = {"run_all.py", "benchlib.py", "keyfigures.py", "__init__.py"}
 # Run order: quick first; the long telemetry runs (10 virtual minutes each at --speed 4) last.
-ORDER = ("mpy_size", "stroke_loop", "depth_axis", "memory", "chip", "ingest", "serial_rtt",
+ORDER = ("mpy_size", "stroke_loop", "depth_axis", "memory", "ingest", "serial_rtt",
          "telemetry", "telemetry_log")  # fmt: skip
 QUICK_ARGS = {"telemetry": ["--minutes", "1", "--disconnect-s", "20"],
               "telemetry_log": ["--minutes", "1", "--disconnect-s", "3"]}  # fmt: skip
 TIMEOUT_S = 900
-# The chip bench emulates about 4 s of an RP2040 at 15-30x slower than real time.
-TIMEOUTS = {"chip": 1800}
+LONG_TIMEOUT_S = {"depth_axis": 3600, "stroke_loop": 1800}  # the population runs
 
 
 def benchmarks(only: list[str] | None = None) -> list[Path]:
@@ -111,13 +108,14 @@ def _clean(text: str) -> str:
 def run_one(path: Path, quick: bool, verbose: bool) -> dict:
     args = QUICK_ARGS.get(path.stem, []) if quick else []
     t0 = time.monotonic()
+    limit = LONG_TIMEOUT_S.get(path.stem, TIMEOUT_S)
     try:
         res = subprocess.run([sys.executable, str(path), *args], cwd=ROOT, capture_output=True,
-                             text=True, timeout=TIMEOUTS.get(path.stem, TIMEOUT_S))  # fmt: skip
+                             text=True, timeout=limit)  # fmt: skip
         out, err, rc = res.stdout, res.stderr, res.returncode
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err, rc = f"timed out after {TIMEOUTS.get(path.stem, TIMEOUT_S)} s", -1
+        err, rc = f"timed out after {limit} s", -1
     wall = time.monotonic() - t0
     if verbose:
         for line in out.splitlines():
@@ -174,6 +172,24 @@ def versions() -> str:
     return f"Python {platform.python_version()}, MicroPython {mp.split('; ')[-1]}"
 
 
+def provenance() -> str:
+    """'Commit <sha> (tree clean)' or '... (tree with uncommitted changes: N files)'."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.splitlines()  # fmt: skip
+    except OSError:
+        return "Commit unknown (no git)"
+    if not sha:
+        return "Commit unknown (not a git checkout)"
+    # The results file itself and the README's generated table are the run's own output.
+    dirty = [x for x in dirty if x[3:].strip() not in ("bench/results.md", "README.md")]
+    state = "tree clean" if not dirty else f"tree with uncommitted changes: {len(dirty)} files"
+    return f"Commit {sha[:12]} ({state})"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", help="benchmark names (file stems) to run")
@@ -191,21 +207,8 @@ def main(argv=None) -> int:
         results.append(r)
     total = time.monotonic() - t0
     rows = table(results)
+    prov = provenance()
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    if args.only and OUT.exists():
-        # Only some benchmarks ran: their rows replace theirs in the last full table.
-        ran = {f"`bench/{r['bench']}`" for r in results}
-        old = OUT.read_text().splitlines()
-        kept = [x for x in old if x.startswith("| `bench/") and x.split(" |")[0][2:] not in ran]
-        rank = {f"`bench/{n}.py`": i for i, n in enumerate(ORDER)}
-        body = sorted(kept + rows[2:], key=lambda x: rank.get(x.split(" |")[0][2:], len(ORDER)))
-        head = [x for x in old if not x.startswith("|")]
-        head = [x for x in head if not x.startswith("Rows of ")][:-1] + [
-            f"Rows of {', '.join(sorted(ran))} updated on {stamp} (`bench/run_all.py --only`).", ""]
-        OUT.write_text("\n".join(head + rows[:2] + body) + "\n")
-        print("\n".join(rows))
-        print(f"updated {OUT.relative_to(ROOT)}")
-        return 0 if all(r["status"] == "ok" for r in results) else 1
     head = [
         "# Benchmark results",
         "",
@@ -215,12 +218,17 @@ def main(argv=None) -> int:
         "(virtual pen in deterministic mode) are the same on every machine; wall-clock figures",
         "(tick cost, round trip, ingestion) depend on this machine.",
         "",
+        prov + (" — a partial run (--only/--quick)" if (args.only or args.quick) else ""),
+        "",
     ]
     OUT.write_text("\n".join(head + rows) + "\n")
     print()
     print("\n".join(rows))
     print()
-    print(f"wrote {OUT.relative_to(ROOT)} ({total / 60:.1f} min)")
+    print(f"wrote {OUT.relative_to(ROOT)} ({total / 60:.1f} min); {prov}")
+    import keyfigures  # the README's key figures, from what was just written
+
+    keyfigures.main([])
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 

@@ -22,6 +22,7 @@ CALIBRATION_INVALID = const(14)  # the calibration table failed validation
 INTERNAL = const(15)  # an unexpected exception in the firmware
 LOOP_HUNG = const(16)  # the event loop stopped turning while the needle ran (tick dead-man)
 DEPTH_POSITION = const(17)  # the stop is not at its depth's step while the needle runs
+RATE_LOW = const(18)  # the needle motor at full drive cannot hold the stroke rate (overload)
 
 # code -> (name, words for the display and the protocol)
 TABLE = {
@@ -43,6 +44,7 @@ TABLE = {
     INTERNAL: ("internal", "internal error"),
     LOOP_HUNG: ("loop_hung", "control loop hung"),
     DEPTH_POSITION: ("depth_position", "depth stop not at its depth"),
+    RATE_LOW: ("rate_low", "stroke rate not held: overload"),
 }
 
 

@@ -31,7 +31,7 @@ API (used by the state machine, the application, the protocol and telemetry):
       target_hz      the rate asked for
       rate_mhz       measured stroke rate, milli-hertz (reciprocal of the hall period)
       duty           duty_u16 programmed on the bridge (0..65535)
-      current_ma     motor current (low-passed ~4 ms)
+      current_ma     motor current (low-passed ~2 ms)
       battery_mv     battery voltage (low-passed ~8 ms)
       strokes        needle strokes counted since construction (hall edges; a small int
                      for 2**30 strokes, 83 days of needling at 150 Hz)
@@ -61,10 +61,21 @@ values that may be negative (the PI's integral and output) are kept with a bias.
 Stroke edges as the hall gives them in the field (ND-18): a period shorter than GLITCH_US (a
 double edge, contact bounce) or, once running steadily, shorter than 3/4 of the last period is
 held; if it and the next one add up to the last period within +-25 %, they are one stroke (a
-spurious edge), otherwise both count. Once running steadily a period of 1.6..2.4 times the
+spurious edge), otherwise both count. Once running steadily a period of 1.75..2.25 times the
 last one is a missed pulse: two strokes of half that period. So single double edges and single
 missed pulses leave the rate and the protections alone (the stall limit is STALL_PERIODS = 3
-periods for that reason); two missed pulses in a row are a stall.
+periods for that reason); two missed pulses in a row are a stall. "Running steadily": the set
+point at the target, four periods since the start, and the last two periods within 1/4 of each
+other. A load step is no steady run: its first strokes are really that much longer or shorter
+(a slow stroke of 1.5..1.7 periods under a step to full load at 50 Hz), and reading them as
+glitches would throw the PI the wrong way (ND-02).
+
+Sensor glitches on the ADC (PL-4): the current that the protections and the coil heat use is
+the lower of the last two conversions (a PWM-edge spike or an outlier of one conversion never
+counts; a real rise counts one tick later); the I*R feed-forward uses the last conversion,
+low-passed over 2 ticks (the conversion read is the one started the tick before: 1 ms old). The
+battery reading moves by at most 1/8 + 100 mV per conversion (one every 4 ticks): an outlier cannot
+throw the duty far; a real sag of more is followed over the next conversions.
 
 Protections, each latching a fault code and killing the motor in the same tick:
   stall / sensor loss: no hall stroke for STALL_PERIODS of the last period (bounded to
@@ -78,13 +89,18 @@ Protections, each latching a fault code and killing the motor in the same tick:
     only a pegged ADC counts. More current than the applied voltage can drive through a healthy
     winding (a short, or a bridge that ignores the duty) -> OVERCURRENT at once. Otherwise a
     locked rotor is possible (it draws V/R) and the hall decides: the next stroke late ->
-    STALL, a stroke arriving -> OVERCURRENT, neither within OC_JUDGE_MS -> OVERCURRENT.
+    STALL, a stroke since the current first went over the limit (the rotor turns through the
+    over-current: a short at a high rate) -> OVERCURRENT, neither within OC_JUDGE_MS ->
+    OVERCURRENT.
     (So a bridge stuck at full drive at a low set rate reports OVERCURRENT before the rate
     has run away.)
   overheat: low-passed I**2 (coil thermal time constant) above OVERHEAT_MA**2.
   battery low: battery below BATTERY_MIN_MV for BATTERY_LOW_MS (also refuses a start), or the
     controller pinned at the maximum duty with the rate more than HOLD_PCT % short for
     HOLD_MS (the battery cannot hold the rate).
+  rate not held (ND-30): the controller pinned at the maximum duty with the rate more than
+    SLOW_PCT % short in most slots (a leaky count) for SLOW_MS: RATE_LOW (an overload: the
+    skin load beyond what the motor drives at this rate). Never a silent slowdown.
 """
 
 import time
@@ -124,6 +140,7 @@ _F_OVERCURRENT = const(4)
 _F_OVERHEAT = const(5)
 _F_BATTERY_LOW = const(6)
 _F_LOOP_HUNG = const(16)
+_F_RATE_LOW = const(18)
 
 # -- the state array: parameters (set once) and state, one int32 each -------------------------
 _P_TICK_US = const(0)
@@ -223,7 +240,11 @@ _QPREV = const(96)  # the accepted period before _PERIOD (0 = none)
 _P_SL_MIN_MA = const(97)
 _P_SL_PCT = const(98)
 _P_SL_MIN_MV = const(99)
-_N = const(100)
+_I_NEW = const(100)  # the current's last conversion (before the glitch filter)
+_SLOW_CNT = const(101)  # leaky count of slots with the rate short at full drive
+_P_SLOW_N = const(102)
+_P_SLOW_PCT = const(103)
+_N = const(104)
 _ADC_GO = const(5)  # ADC CS: EN | START_ONCE
 _ADC_READY = const(0x100)
 
@@ -295,6 +316,11 @@ class NeedleDrive:
     BATTERY_LOW_MS = 100
     HOLD_PCT = 5
     HOLD_MS = 300
+    # Rate not held (ND-30): at full drive with the rate short by more than SLOW_PCT % (the
+    # ND-01 bound) in most slots, a leaky count (up 1 per such slot, down 1 per other slot)
+    # reaches SLOW_MS worth of slots: RATE_LOW. Never a silent slowdown under an overload.
+    SLOW_PCT = 1
+    SLOW_MS = 300
 
     # -- status (read-only ints; bools for the flags), from the state array -------------------
     running = _flag(_RUNNING)
@@ -328,7 +354,8 @@ class NeedleDrive:
                            (faults.SENSOR_LOSS, _F_SENSOR_LOSS),
                            (faults.OVERCURRENT, _F_OVERCURRENT), (faults.OVERHEAT, _F_OVERHEAT),
                            (faults.BATTERY_LOW, _F_BATTERY_LOW),
-                           (faults.LOOP_HUNG, _F_LOOP_HUNG)):  # fmt: skip
+                           (faults.LOOP_HUNG, _F_LOOP_HUNG),
+                           (faults.RATE_LOW, _F_RATE_LOW)):  # fmt: skip
             if code != mine:
                 raise ValueError("fault codes differ from firmware/faults.py")
         self._motor = motor
@@ -383,6 +410,7 @@ class NeedleDrive:
             (_P_R_MOHM, self.R_MOHM), (_P_DUTY_MAX, self.DUTY_MAX),
             (_P_OVERCURRENT, self.OVERCURRENT_MA), (_P_BAT_MIN, self.BATTERY_MIN_MV),
             (_P_HOLD_PCT, self.HOLD_PCT), (_P_RUNAWAY_PCT, self.RUNAWAY_PCT),
+            (_P_SLOW_PCT, self.SLOW_PCT), (_P_SLOW_N, slots(self.SLOW_MS)),
             (_P_RUNAWAY_MARGIN, self.RUNAWAY_MARGIN_HZ * _MHZ),
             (_P_STOP_FLOOR, self.STOP_FLOOR_HZ * _MHZ),
             (_P_OC_WIND_PCT, self.OC_WINDING_PCT), (_P_OC_WIND_MA, self.OC_WINDING_MA),
@@ -475,7 +503,7 @@ class NeedleDrive:
         s[_INTEG] = _BIAS
         s[_PI_OUT] = _BIAS
         s[_PI_SAT] = 1
-        for i in (_OC_CNT, _RUNAWAY_CNT, _BATT_CNT, _HOLD_CNT, _OC_JUDGE, _RUN_TICKS,
+        for i in (_OC_CNT, _RUNAWAY_CNT, _BATT_CNT, _HOLD_CNT, _SLOW_CNT, _OC_JUDGE, _RUN_TICKS,
                   _EDGES_RUN, _NACC, _PEND, _QPREV, _SINCE, _BRAKE_LEFT, _STOPPING):  # fmt: skip
             s[i] = 0
         s[_OC_LIM] = s[_P_OC_PEG]  # blanking: only a pegged ADC counts
@@ -604,7 +632,13 @@ class NeedleDrive:
             steady = 0  # running steadily at its set rate: the relative checks apply
             if running and s[_NACC] >= 4 and s[_SP] == s[_TARGET_HZ] * _MHZ:
                 if s[_BRAKE_LEFT] == 0 and s[_STOPPING] == 0:
-                    steady = 1
+                    # ... and the last two strokes agree within 1/4 (not a load transient,
+                    # where a real stroke may be much shorter or longer than the last).
+                    d = s[_PERIOD] - s[_QPREV]
+                    if d < 0:
+                        d = 0 - d
+                    if d * 4 < s[_QPREV]:
+                        steady = 1
             fresh = 0
             prov = 0  # a provisional rate while a short period is held
             while (fst[0] & s[_P_RXEMPTY]) == 0:
@@ -661,7 +695,7 @@ class NeedleDrive:
                                 # stroke ended here (a spurious edge shortly before the real
                                 # one ended it early), so the rate is 1 / (q + p).
                                 prov = _BILLION // (q + p)
-                    elif steady != 0 and p * 5 > q * 8 and p * 5 < q * 12:
+                    elif steady != 0 and p * 4 > q * 7 and p * 4 < q * 9:
                         a = p >> 1  # a missed pulse: two strokes of half the time
                         n_a = 2
                     else:
@@ -756,17 +790,31 @@ class NeedleDrive:
         s[_ADC_AIN] = nxt
         i_ma = s[_I_RAW]
         if raw >= 0 and ain == s[_P_AIN_I]:
+            # The lower of the last two conversions: a spike or an outlier of one conversion
+            # (a PWM edge's ringing) never counts, a real rise counts one tick later.
             i_ma = (raw * s[_P_I_MUL]) >> s[_P_I_SHIFT]
+            i_p = s[_I_NEW]
+            s[_I_NEW] = i_ma
+            if i_p < i_ma:
+                i_ma = i_p
             s[_I_RAW] = i_ma
         acc = s[_I_ACC]
-        acc += i_ma - (acc >> 2)  # low-pass over 4 ticks
+        acc += s[_I_NEW] - (acc >> 1)  # low-pass over 2 ticks
         s[_I_ACC] = acc
-        i_f = acc >> 2
+        i_f = acc >> 1
         s[_I_F] = i_f
         if ph == 0:
             # Battery: the duty per mV follows a sag; low for BATTERY_LOW_MS trips.
             if raw >= 0 and ain == s[_P_AIN_B]:
+                # One conversion moves the reading by at most 1/8 + 100 mV: an outlier cannot
+                # throw the duty far (a real sag of more is followed over the next slots).
                 b = (raw * s[_P_B_MUL]) >> s[_P_B_SHIFT]
+                b1 = s[_BATT]
+                dv = (b1 >> 3) + 100  # (the floor: a reading of 0 recovers)
+                if b < b1 - dv:
+                    b = b1 - dv
+                elif b > b1 + dv:
+                    b = b1 + dv
                 s[_BATT] = b
                 bb = b if b > 1000 else 1000  # (a dead ADC must not divide by ~0)
                 s[_K_DUTY] = (_DUTY_FULL << 10) // bb
@@ -864,12 +912,23 @@ class NeedleDrive:
         elif ph == 3:
             # The controller pinned at full duty and the rate still short: cannot hold it.
             c = 0
+            d = s[_SLOW_CNT]
             if s[_PI_SAT] == 2 and brake_left == 0:
-                if s[_RATE] * 100 < s[_SP] * (100 - s[_P_HOLD_PCT]):
+                r100 = s[_RATE] * 100
+                sp = s[_SP]
+                if r100 < sp * (100 - s[_P_HOLD_PCT]):
                     c = s[_HOLD_CNT] + 1
+                if r100 < sp * (100 - s[_P_SLOW_PCT]) and sp == s[_TARGET_HZ] * _MHZ:
+                    d += 2  # (+1 net: the decrement below)
+            if d > 0:
+                d -= 1
+            s[_SLOW_CNT] = d
             s[_HOLD_CNT] = c
             if c >= s[_P_HOLD_N]:
                 self._trip(_F_BATTERY_LOW)
+                return
+            if d >= s[_P_SLOW_N]:
+                self._trip(_F_RATE_LOW)
                 return
         if s[_SINCE] > s[_STALL_US] and brake_left == 0:
             self._stalled()
@@ -910,6 +969,8 @@ class NeedleDrive:
         i_ma = s[_I_RAW]
         c = s[_OC_CNT]
         if i_ma > s[_OC_LIM]:
+            if c == 0:
+                s[_OC_STROKES] = s[_STROKES]  # an excursion starts: strokes from here on
             c += _OC_UP
             if c > s[_P_OC_N]:
                 c = s[_P_OC_N]
@@ -925,7 +986,6 @@ class NeedleDrive:
                 self._trip(_F_OVERCURRENT)
                 return 1
             s[_OC_JUDGE] = s[_P_OC_JUDGE]
-            s[_OC_STROKES] = s[_STROKES]
         if s[_OC_JUDGE]:
             period = s[_PERIOD]
             if period == 0 or s[_SINCE] > period + (period >> 2):

@@ -186,7 +186,14 @@ class Protocol:
         _nargs(args, 0, 0, "help")
         from firmware.help import HELP
 
-        return json.dumps([{"command": u, "help": h} for (u, h) in HELP])
+        # One part per command, as `session list` does: never one large string on a small heap
+        parts = ["["]
+        for u, h in HELP:
+            if len(parts) > 1:
+                parts.append(", ")
+            parts.append(json.dumps({"command": u, "help": h}))
+        parts.append("]")
+        return parts
 
     def cmd_faults(self, args):
         """faults

@@ -4,6 +4,7 @@ the pen's PIO programs, and the side channel's commands (buttons, load, gauge, f
 import plant_depth
 import plant_motor
 import plant_ui
+import plant_units
 import rp2
 
 import hardware.pins as P
@@ -17,10 +18,16 @@ SEEN_AFTER_RELEASE_US = 250000
 # The fault names the side channel injects, and which plant part takes each.
 FAULTS = ("stall", "runaway", "sensor_loss", "short", "endstop_open", "endstop_closed",
           "missed_steps", "battery_low", "hang", "none")  # fmt: skip
+# Sensor glitches of the field (side channel `glitch NAME RATE`): the share of events hit.
+GLITCHES = ("hall_double", "hall_miss", "current_spike", "adc_outlier")
+LOAD_MAX = 2.0  # `load`: 1.0 = the published top of the skin's insertion force (docs/plant.md)
 
 
 class VirtualPen:
-    def __init__(self, sim):
+    """`unit`: which pen of the population (sim/plant_units.py); 0, the reference pen with
+    every part at its datasheet nominal, is the default."""
+
+    def __init__(self, sim, unit=0):
         self.sim = sim
         self.battery = plant_motor.Battery(sim.board)
         self.motor = plant_motor.NeedleMotor(sim, self.battery)
@@ -29,6 +36,7 @@ class VirtualPen:
 
         self.tmc = tmc2209_uart.TMC2209Uart(sim, self.depth)  # the stepper driver's UART
         sim.board.uart[P.TMC_UART_ID] = self.tmc
+        plant_units.apply(self, plant_units.draw(unit))
         self.buttons = plant_ui.Buttons(sim)
         self.display = plant_ui.SSD1306(height=32)
         sim.board.i2c[P.OLED_ADDR] = self.display
@@ -105,8 +113,8 @@ class VirtualPen:
                 return (self.sim.now + ms * 1000, "ok")
             if cmd == "load":
                 v = float(args[0])
-                if not 0.0 <= v <= 1.0:
-                    return "error load must be 0..1"
+                if not 0.0 <= v <= LOAD_MAX:
+                    return "error load must be 0..%g" % LOAD_MAX
                 self.motor.load = v
                 return "ok"
             if cmd == "gauge":
@@ -114,6 +122,10 @@ class VirtualPen:
             if cmd == "battery":
                 self.battery.v_open = float(args[0])
                 return "ok"
+            if cmd == "unit":
+                return "ok " + plant_units.describe(self.unit_params)
+            if cmd == "glitch":
+                return self.glitch(args)
             if cmd == "fault":
                 return self.inject(args[0] if args else "")
             if cmd == "power" and args == ["cut"]:
@@ -146,6 +158,33 @@ class VirtualPen:
         if args and args[0] == "art":
             return "ok " + "|".join(d.art())
         return "ok " + json.dumps({"on": d.on, "frames": d.frames, "lines": d.text()})
+
+    def glitch(self, args):
+        """`glitch NAME RATE` sets a glitch's rate (0..1: the share of strokes or conversions
+        hit); `glitch none` clears them all; `glitch` alone: the rates and the counts so far."""
+        m = self.motor
+        if not args:
+            return "ok hall_double=%g/%d hall_miss=%g/%d current_spike=%g/%d adc_outlier=%g/%d" % (
+                m.hall_double_rate, m.glitches["hall_double"], m.hall_miss_rate,
+                m.glitches["hall_miss"], m.spike_rate, m.glitches["current_spike"],
+                m.conv.outlier_rate, m.conv.outliers)  # fmt: skip
+        if args[0] == "none":
+            m.hall_double_rate = m.hall_miss_rate = m.spike_rate = m.conv.outlier_rate = 0.0
+            return "ok"
+        if args[0] not in GLITCHES or len(args) != 2:
+            return "error glitch NAME RATE, NAME one of %s; or glitch none" % ", ".join(GLITCHES)
+        rate = float(args[1])
+        if not 0.0 <= rate <= 1.0:
+            return "error rate must be 0..1"
+        if args[0] == "hall_double":
+            m.hall_double_rate = rate
+        elif args[0] == "hall_miss":
+            m.hall_miss_rate = rate
+        elif args[0] == "current_spike":
+            m.spike_rate = rate
+        else:
+            m.conv.outlier_rate = rate
+        return "ok"
 
     def inject(self, name):
         if name not in FAULTS:

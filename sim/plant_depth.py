@@ -35,6 +35,7 @@ class DepthStop:
     settle_us = 1500  # after a pause this long the rotor is at rest
     travel_mm = 3.6  # mechanical travel past home
     hard_stop_mm = -0.4  # inner hard stop (switch over-travel)
+    trip_offset_um = 0.0  # this unit's trip point, from the switch's nominal point
     trip_noise_um = 2.0  # σ of the switch's trip point
     hysteresis_um = 15.0  # the switch opens this far beyond where it closed
     bounce_us = 300
@@ -49,7 +50,7 @@ class DepthStop:
         self.pulses = 0  # net step pulses received while enabled (+ out)
         self.fault = None  # "endstop_open", "endstop_closed", "missed_steps"
         self._rng = 0x2545F491  # xorshift32 state: a fixed seed keeps every run identical
-        self._trip_um = self._gauss() * self.trip_noise_um
+        self._trip_um = self._next_trip()
         self._contact = False
         self._bounce_until = 0
         self._bind = 0
@@ -67,6 +68,15 @@ class DepthStop:
         x ^= (x << 5) & 0xFFFFFFFF
         self._rng = x
         return x / 4294967296.0
+
+    def reseed(self, seed):
+        """Another unit's switch: its own scatter sequence (sim/plant_units.py)."""
+        self._rng = (seed & 0xFFFFFFFF) or 0x2545F491
+        self._trip_um = self._next_trip()
+        self._update_endstop()
+
+    def _next_trip(self):
+        return self.trip_offset_um + self._gauss() * self.trip_noise_um
 
     def _gauss(self):
         # Irwin-Hall: the sum of 12 uniforms - 6 is close to N(0, 1)
@@ -121,7 +131,7 @@ class DepthStop:
         if self._contact:
             if nut_um > self._trip_um + self.hysteresis_um:
                 # it opens, and re-arms at a slightly different point next time
-                self._trip_um = self._gauss() * self.trip_noise_um
+                self._trip_um = self._next_trip()
                 return False
             return True
         return nut_um <= self._trip_um

@@ -9,6 +9,7 @@ Environment (set by the supervisor, host_tools/pen/sim.py):
   PEN_SIM_CAUSE   reset cause of this boot (machine.PWRON_RESET, WDT_RESET, ...)
   PEN_SIM_STATE   file where the plant's mechanical state survives a reset
   PEN_SIM_HOLD    buttons held at power-up, e.g. "start" (safe mode)
+  PEN_SIM_UNIT    which pen of the population (sim/plant_units.py; default 0, the reference)
 
 stdin/stdout are the pseudo-terminal the host opens as the pen's USB serial port. After main.py
 ends (Ctrl-C), the `-i` flag leaves the unix port's REPL on the same port, which speaks the raw
@@ -42,7 +43,7 @@ import ctl  # noqa: E402
 import machine  # noqa: E402
 
 machine._set_cause(int(os.getenv("PEN_SIM_CAUSE") or machine.PWRON_RESET))
-PEN = board_sim.VirtualPen(SIM)
+PEN = board_sim.VirtualPen(SIM, int(os.getenv("PEN_SIM_UNIT") or "0"))
 _state = os.getenv("PEN_SIM_STATE")
 if _state:
     PEN.load_state(_state)

@@ -68,6 +68,11 @@ def compile_pen_files():
         if arch:
             _native_extra += max(0, out.stat().st_size - pen.stat().st_size)
             pen.unlink()
+    # The virtual board's plant as bytecode too (imported by plain name from the folder's
+    # top): compiling it from source inside the test's heap would fragment it before the test.
+    for src in sorted((ROOT / "sim").glob("plant_*.py")) + [ROOT / "sim" / "board_sim.py"]:
+        subprocess.run([mpy_cross_binary(), "-o", str(MPY_DIR / (src.stem + ".mpy")),
+                        str(src.relative_to(ROOT))], cwd=ROOT, check=True)  # fmt: skip
     _compiled = True
 
 
@@ -107,10 +112,37 @@ class MpFile(pytest.File):
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 doc = ast.get_docstring(node) or ""
-                yield MpItem.from_parent(
+                item = MpItem.from_parent(
                     self, name=f"[micropython]{node.name}", fn=node.name, timeout=timeout,
                     doc=doc, heap=heap,
                 )  # fmt: skip
+                ids = _mp_req(node)
+                if ids:
+                    item.add_marker(pytest.mark.req(*ids))
+                why = _mp_xfail(node)
+                if why is not None:
+                    item.add_marker(pytest.mark.xfail(strict=True, reason=why, raises=MpError))
+                yield item
+
+
+def _mp_req(node: ast.FunctionDef) -> list[str]:
+    """The IDs of a MicroPython test's @req("ID", ...) decorators (mphelp.req)."""
+    ids = []
+    for dec in node.decorator_list:
+        if isinstance(dec, ast.Call) and isinstance(dec.func, ast.Name) and dec.func.id == "req":
+            ids += [a.value for a in dec.args if isinstance(a, ast.Constant)]
+    return ids
+
+
+def _mp_xfail(node: ast.FunctionDef) -> str | None:
+    """The reason of a MicroPython test's @xfail("...") (mphelp.xfail), or None."""
+    for dec in node.decorator_list:
+        if isinstance(dec, ast.Call) and isinstance(dec.func, ast.Name) and dec.func.id == "xfail":
+            parts = [a.value for a in dec.args if isinstance(a, ast.Constant)]
+            if not parts and dec.args and isinstance(dec.args[0], ast.JoinedStr):
+                parts = ["(reason not a constant)"]
+            return " ".join(str(p) for p in parts) or "known failure"
+    return None
 
 
 class MpError(Exception):
@@ -160,8 +192,11 @@ def pytest_collect_file(file_path: Path, parent):
 class VirtualPenProcess:
     """`pen sim` in a subprocess; `port` is the pseudo-terminal path host tools open."""
 
-    def __init__(self, flash: Path | None = None, speed: int = 1, hold: str | None = None):
+    def __init__(self, flash: Path | None = None, speed: int = 1, hold: str | None = None,
+                 unit: int | None = None):
         cmd = [str(Path(sys.executable).with_name("pen")), "sim", "--speed", str(speed)]
+        if unit is not None:
+            cmd += ["--unit", str(unit)]
         if flash is not None:
             cmd += ["--flash", str(flash)]
         if hold:

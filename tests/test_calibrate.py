@@ -121,6 +121,7 @@ def quiet_ui(answers=True):
     return C.Ui(info=lambda m: None, confirm=lambda q: answers)
 
 
+@pytest.mark.req("HT-40", "HT-41", "HT-42")
 def test_procedure_calibrates_the_model_within_tolerance(tmp_path):
     """HT-40, HT-41, HT-42: home, measure points approached from one side with repeats,
     fit, write after confirmation (unlocking first), verify: every depth 0..3 mm in 0.05 mm
@@ -148,6 +149,7 @@ def test_procedure_calibrates_the_model_within_tolerance(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.req("HT-42")
 def test_declined_confirmation_writes_nothing():
     """HT-42: the table is written only after confirmation."""
     plant = Plant()
@@ -158,6 +160,7 @@ def test_declined_confirmation_writes_nothing():
     assert "declined" in str(exc.value) and ops.writes == []
 
 
+@pytest.mark.req("HT-42")
 def test_failed_verification_restores_the_previous_table():
     """HT-42: a table that does not verify is replaced by the previous one again."""
     plant = Plant()
@@ -191,6 +194,7 @@ def _readings(plant, plan, repeats=2):
 PLAN = [40, 200, 360, 520, 680, 840, 1000, 1180]
 
 
+@pytest.mark.req("HT-41")
 def test_fit_reports_residuals_and_extends_to_the_limit():
     """HT-41: the table's knots are the points' means; residuals and repeatability are
     reported; the table is extended along its end segment to cover the depth limit."""
@@ -201,6 +205,7 @@ def test_fit_reports_residuals_and_extends_to_the_limit():
     assert C.make_table(fit.table).covers(0, 3000)
 
 
+@pytest.mark.req("HT-41")
 @pytest.mark.parametrize(
     "spoil, words",
     [
@@ -218,18 +223,21 @@ def test_bad_fits_are_rejected_with_the_reason(spoil, words):
     assert fit.problems and any(words in p for p in fit.problems), fit.problems
 
 
+@pytest.mark.req("HT-41")
 def test_range_short_of_the_limit_is_rejected():
     """HT-41: a measured range far short of the depth limit is not extrapolated."""
     fit = C.fit_table(_readings(Plant(), PLAN[:5]), 3000, C.Config())
     assert any("short of the depth limit" in p for p in fit.problems)
 
 
+@pytest.mark.req("HT-42")
 def test_verify_order_comes_from_both_sides():
     """HT-42: the verification pass alternates shallow and deep depths."""
     v = C.verify_depths(3.0, 0.5)
     assert v == [0.0, 3.0, 0.5, 2.5, 1.0, 2.0, 1.5]
 
 
+@pytest.mark.req("HT-40")
 def test_typed_and_serial_gauges():
     """HT-40: an operator's typed reading, and a serial indicator's line, are read in mm."""
     answers = iter(["x", "1,250"])
@@ -262,6 +270,7 @@ def test_typed_and_serial_gauges():
 TEST_SECRET_HEX = b"virtual-pen-test-secret-not-real".hex()  # the virtual pen's test secret
 
 
+@pytest.mark.req("HT-43", "HT-40", "HT-42", "HT-22")
 def test_calibrate_virtual_pen_end_to_end(vpen_factory, tmp_path, capsys):
     """HT-43, HT-40, HT-42, HT-22: on the virtual pen (lead screw with pitch error, offset,
     backlash and bow, unknown to the firmware) `pen calibrate depth --gauge virtual` writes a
@@ -308,6 +317,7 @@ def test_calibrate_virtual_pen_end_to_end(vpen_factory, tmp_path, capsys):
     print(f"worst error over {2 * len(grid)} depths: {worst * 1000:.1f} µm")
 
 
+@pytest.mark.req("HT-89")
 def test_thirty_points_reach_the_pen_and_saved_readings_resume(vpen_factory, tmp_path, capsys,
                                                                monkeypatch):  # fmt: skip
     """HT-89: `pen calibrate depth --points 30` on the virtual pen: the readings are saved

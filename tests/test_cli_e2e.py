@@ -25,6 +25,7 @@ def run_pen(capsys, *argv) -> tuple[int, str, str]:
     return rc, out, err
 
 
+@pytest.mark.req("HT-7")
 def test_every_command_has_help(capsys):
     """HT-7: every host-tool command (and sub-action) answers --help with its usage."""
     choices = None
@@ -41,6 +42,7 @@ def test_every_command_has_help(capsys):
         assert rc == 0 and out.startswith("usage: pen " + " ".join(words)), words
 
 
+@pytest.mark.req("HT-7", "HT-21")
 @pytest.mark.parametrize(
     "argv, words",
     [
@@ -65,6 +67,7 @@ def test_failures_are_one_clear_line(capsys, tmp_path, monkeypatch, argv, words)
     assert words in lines[0], lines[0]
 
 
+@pytest.mark.req("HT-20", "HT-2")
 def test_status_over_the_virtual_pen(vpen, capsys):
     """HT-20, HT-2: `pen status --json` handshakes with the virtual pen and reports its state;
     the versions match this checkout."""
@@ -84,6 +87,7 @@ def _wait_ready(port: str, capsys) -> None:
     assert json.loads(out)["status"]["state"] == "READY"
 
 
+@pytest.mark.req("HT-60", "HT-61")
 def test_the_demo_by_hand(vpen, capsys):
     """HT-60, HT-61: `pen home/arm/cartridge new/run/stop/disarm/clear/reset` do what the
     buttons do, through the pen's protocol; a refusal names the command that gets past it."""
@@ -133,6 +137,7 @@ def test_the_demo_by_hand(vpen, capsys):
     _wait_ready(port, capsys)
 
 
+@pytest.mark.req("HT-62")
 def test_other_commands_work_while_a_log_runs(vpen, capsys, tmp_path):
     """HT-62: while `pen log` holds the port, other `pen` commands go through its link (a local
     socket) instead of failing to open the port; what only the port's holder can do (the
@@ -178,6 +183,7 @@ def test_other_commands_work_while_a_log_runs(vpen, capsys, tmp_path):
     assert not socket_path(port).exists()
 
 
+@pytest.mark.req("HT-20", "HT-21", "HT-22")
 def test_settings_unlock_save_and_load(vpen, tmp_path, capsys, monkeypatch):
     """HT-20, HT-21, HT-22: get/set/settings on the virtual pen; a protected setting needs the
     unlock (HMAC of the pen's challenge with the secret; a wrong secret fails); `settings save`

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.req("HT-50", "HT-87")
 def test_demo_runs_end_to_end(tmp_path):
     """HT-50, HT-60, HT-62, HT-87: the demo boots the virtual pen, handshakes, homes,
     calibrates, sets a depth, arms, confirms a cartridge, runs the needle under skin load with

@@ -45,6 +45,7 @@ def expected_layout() -> set[str]:
     return out
 
 
+@pytest.mark.req("HT-10", "HT-11", "HT-12")
 def test_deploy_to_empty_virtual_pen_then_nothing_to_copy(vpen_factory, tmp_path, capsys,
                                                           monkeypatch):  # fmt: skip
     """HT-10, HT-11, HT-12: onto an empty flash (the pen sits at its REPL):
@@ -73,7 +74,9 @@ def test_deploy_to_empty_virtual_pen_then_nothing_to_copy(vpen_factory, tmp_path
     assert rc == 0, err
     assert json.loads(out)["status"]["protocol_version"] == 1
 
-    # the application runs now: the second deploy goes through service mode (SF-08)
+    # the application runs now: the second deploy goes through service mode (SF-08), asked
+    # for once the pen has homed (service mode is refused while the stop moves)
+    _wait_ready(pen.port)
     monkeypatch.setenv("PEN_SECRET", b"virtual-pen-test-secret-not-real".hex())
     rc, out, err = run_pen(capsys, "--port", pen.port, "deploy", "--json")
     assert rc == 0, err
@@ -82,6 +85,16 @@ def test_deploy_to_empty_virtual_pen_then_nothing_to_copy(vpen_factory, tmp_path
     assert again["copy"] == [] and again["remove"] == [] and again["copied"] == 0
     assert again["verified"] == len(expected_layout())
     assert flash_files(flash) == on_flash
+
+
+def _wait_ready(port):
+    from pen.link import open_link
+
+    with open_link(port) as link:
+        deadline = time.monotonic() + 20  # a time-out, not a verdict: READY is the event
+        while link.call("status")["state"] != "READY":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
 
 
 def _clear_and_wait(port):
@@ -95,6 +108,7 @@ def _clear_and_wait(port):
             time.sleep(0.1)
 
 
+@pytest.mark.req("HT-11", "HT-51", "HT-52", "SF-08")
 def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys, monkeypatch):
     """HT-11, HT-51, HT-52, SF-08: a flash holding the sources (.py, which MicroPython would
     import before an .mpy), a module that no longer exists and an edited main.py, none placed
@@ -147,6 +161,7 @@ def test_deploy_replaces_stale_sources(vpen_factory, tmp_path, capsys, monkeypat
     assert set(placed) == expected_layout()
 
 
+@pytest.mark.req("HT-11")
 def test_flash_dir_deploy_and_verify(tmp_path, capsys):
     """HT-11, HT-52: `--flash-dir` deploys into a folder (a pen's flash) with the same plan
     and verification; a stale source deploy did not place is refused until --adopt; a second
@@ -180,6 +195,7 @@ def test_flash_dir_deploy_and_verify(tmp_path, capsys):
     assert not (flash / "firmware" / "gone.mpy").exists()
 
 
+@pytest.mark.req("HT-53")
 @pytest.mark.parametrize("where", ["missing", "checkout", "contains"])
 def test_flash_folder_must_exist_and_not_be_a_checkout(tmp_path, capsys, where):
     """HT-53: `pen sim --flash DIR` and `pen deploy --flash-dir DIR` refuse a folder that does
@@ -205,6 +221,7 @@ def test_flash_folder_must_exist_and_not_be_a_checkout(tmp_path, capsys, where):
     assert not (ROOT / "firmware" / "app.mpy").exists()
 
 
+@pytest.mark.req("HT-54")
 def test_romfs_image_is_what_the_chip_boots():
     """HT-54: the ROMFS image is built by mpremote's ROMFS writer from the armv6m .mpy files
     (never boot.py/main.py), byte-identical on every build, and fits the 256 KiB partition."""
@@ -254,6 +271,7 @@ class _RomfsPen(D.Target):
         self.rom_writes += 1
 
 
+@pytest.mark.req("HT-54", "HT-52")
 def test_romfs_route_puts_only_boot_and_main_on_the_filesystem():
     """HT-54, HT-52: on a pen with ROMFS the modules go in one image, the filesystem gets only
     boot.py/main.py and the manifest; .mpy modules an earlier file deploy placed (which would
@@ -269,6 +287,9 @@ def test_romfs_route_puts_only_boot_and_main_on_the_filesystem():
     assert set(json.loads(pen.files[D.MANIFEST])["files"]) == {"boot.py", "main.py"}
     again = D.deploy(pen)
     assert pen.rom_writes == 1 and again.plan.changes == 0
+
+
+@pytest.mark.req("HT-12")
 def test_verify_catches_a_bad_copy():
     """HT-12: a file whose SHA-256 on the pen differs, a missing file and a left-over
     module each fail the verification."""
@@ -280,6 +301,7 @@ def test_verify_catches_a_bad_copy():
     assert "b.mpy missing" in problems and "firmware/old.py left over" in problems
 
 
+@pytest.mark.req("HT-10")
 def test_native_code_is_deployed_as_source_on_another_cpu(tmp_path, monkeypatch):
     """HT-10: armv6m native code cannot run on the virtual pen's x86-64: such a module is
     deployed as source there (and compiled for armv6m for the RP2040)."""
@@ -299,6 +321,7 @@ def test_native_code_is_deployed_as_source_on_another_cpu(tmp_path, monkeypatch)
     assert "firmware/__init__.mpy" in on_x64
 
 
+@pytest.mark.req("HT-10")
 def test_mpy_version_mismatch_is_refused():
     """HT-10: a pen whose MicroPython cannot load these .mpy files is refused before
     anything is copied."""
@@ -308,6 +331,7 @@ def test_mpy_version_mismatch_is_refused():
     assert "mpy-cross" in str(exc.value)
 
 
+@pytest.mark.req("HT-13")
 def test_manifest_freezes_the_pen_packages():
     """HT-13: manifest.py freezes every package that goes onto the pen (boot.py and
     main.py stay on the filesystem) on top of the board's own manifest."""
@@ -328,6 +352,7 @@ def test_manifest_freezes_the_pen_packages():
         assert (ROOT / d / "__init__.py").exists()
 
 
+@pytest.mark.req("HT-12")
 def test_deploy_is_refused_while_the_needle_runs(vpen_factory, capsys):
     """HT-12: no deploy (which stops the application) while the needle runs."""
     import time

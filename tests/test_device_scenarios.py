@@ -151,6 +151,7 @@ def _run_for(pen: Console, ms: int):
     return pen.wait_state("ARMED", timeout=10)
 
 
+@pytest.mark.req("UI-1", "PS-2")
 def test_start_refused_unhomed_or_unarmed_motor_never_moves(pen):
     """UI-1, PS-2: start pressed while the pen is not homed (homing), not armed, or without a
     cartridge is refused; the display says why each time; the motor never turns."""
@@ -181,6 +182,7 @@ def test_start_refused_unhomed_or_unarmed_motor_never_moves(pen):
     assert not [e for e in pen.events if e.get("to") == "RUNNING"]
 
 
+@pytest.mark.req("UI-3", "UI-14")
 def test_depth_buttons_step_repeat_and_stop_at_limit(pen):
     """UI-3, UI-14: plus/minus move the target by depth_step (0.05 mm); holding repeats; the
     target stops at the depth limit with feedback (display and the limit buzz)."""
@@ -206,6 +208,7 @@ def test_depth_buttons_step_repeat_and_stop_at_limit(pen):
     assert float(pen.vp.ctl("gauge")) < limit + 0.15, "the needle stop is within the limit"
 
 
+@pytest.mark.req("PS-14", "UI-2", "UI-6")
 def test_full_session_summary_matches(pen):
     """PS-14, UI-2, UI-6: arm, confirm a cartridge, run, change depth between passes, stop;
     the stored session summary lists both passes with their depth, rate and strokes."""
@@ -235,6 +238,7 @@ def test_full_session_summary_matches(pen):
     assert listed[-1]["id"] == summary["id"]
 
 
+@pytest.mark.req("PS-4")
 @pytest.mark.parametrize("fault,name", [("stall", "stall"), ("sensor_loss", "sensor_loss"),
                                         ("runaway", "runaway")])  # fmt: skip
 def test_needle_fault_safe_state_latched_until_cleared(pen, fault, name):
@@ -267,6 +271,7 @@ def test_needle_fault_safe_state_latched_until_cleared(pen, fault, name):
     assert pen.cmd("run").startswith("error:8")
 
 
+@pytest.mark.req("PS-4", "PS-5")
 def test_depth_fault_safe_state_latched_until_cleared(pen):
     """PS-4, PS-5: the depth stop's endstop stuck closed while homed: motor off, FAULT
     latched until the cause is gone and cleared; clearing re-homes."""
@@ -287,6 +292,7 @@ def test_depth_fault_safe_state_latched_until_cleared(pen):
     assert st["homed"] and not st["armed"]
 
 
+@pytest.mark.req("PS-16")
 def test_power_loss_mid_session_keeps_completed_records(pen):
     """PS-16: the power is cut while the needle runs in a session's second pass: after the
     reboot the previous session and the completed pass are stored unchanged; the pen boots
@@ -309,6 +315,7 @@ def test_power_loss_mid_session_keeps_completed_records(pen):
     assert pen.cmd("run").startswith("error:8")
 
 
+@pytest.mark.req("PS-11")
 def test_hung_task_watchdog_resets_pen_into_safe_fault(pen):
     """PS-11: the firmware's loop hangs while the needle runs: the watchdog resets the pen,
     which comes up with the motor off and the watchdog fault latched (shown in words)."""
@@ -324,6 +331,7 @@ def test_hung_task_watchdog_resets_pen_into_safe_fault(pen):
     pen.wait_state("READY", timeout=20)
 
 
+@pytest.mark.req("PS-17", "SF-08")
 def test_safe_mode_boot_skips_main(vpen_factory):
     """PS-17, SF-08: START held at power-up: boot.py records service mode and main.py
     returns; the application never starts (no display, no homing) and the REPL answers."""
@@ -340,6 +348,7 @@ def test_safe_mode_boot_skips_main(vpen_factory):
     assert b"SAFE True 0 False 0" in out, out
 
 
+@pytest.mark.req("HT-63")
 def test_side_channel_answers_on_the_pens_clock(pen):
     """HT-63: `wait MS` answers after MS of the pen's own time, and `press` once the pen has
     seen the whole gesture: a START held 1.2 s has armed the pen when the press returns."""
@@ -352,6 +361,7 @@ def test_side_channel_answers_on_the_pens_clock(pen):
     assert pen.status()["state"] == "ARMED"
 
 
+@pytest.mark.req("SP-61", "SP-62", "TM-21")
 def test_many_sessions_and_brown_outs_in_first_passes_lose_nothing(pen):
     """SP-61, SP-62, TM-21: through the pen as a user drives it: 30 sessions (cartridge new,
     three passes) without a reboot, then the power cut during the first pass of three more

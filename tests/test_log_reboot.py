@@ -87,6 +87,7 @@ def rows(db: Path, sql: str, *params):
         con.close()
 
 
+@pytest.mark.req("HT-84", "HT-88")
 def test_log_survives_a_pen_reboot(vpen_factory, tmp_path):
     """HT-84, HT-88: `pen log --duration` with a power cut mid-run: the logger notices the
     reboot (the pen's new boot / its uptime going back), records the gap and a reboot event,
@@ -132,6 +133,7 @@ def test_log_survives_a_pen_reboot(vpen_factory, tmp_path):
     assert rows(db, "SELECT pen_sessions FROM sessions")[0][0] == "1,2"
 
 
+@pytest.mark.req("HT-85")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_killed_log_finishes_its_session(vpen_factory, tmp_path, sig):
     """HT-85: `pen log` (no --duration) killed with SIGINT or SIGTERM while samples flow: the

@@ -314,6 +314,7 @@ def word(period_us):
     return LIMIT + 2 - period_us
 
 
+@pytest.mark.req("ND-15", "ND-19")
 @pytest.mark.parametrize("i_raw,b_raw", [(4095, 4095), (0, 4095), (4095, 0), (0, 0), (620, 2420)])
 def test_extreme_inputs_stay_small(i_raw, b_raw):
     """ND-15, ND-19: pegged and dead ADC inputs, FIFO words from the longest measurable period
@@ -344,6 +345,7 @@ def test_extreme_inputs_stay_small(i_raw, b_raw):
     run(d, hw, 400, [word(20000)] * 10, 620, 2420)
 
 
+@pytest.mark.req("ND-15", "ND-19")
 def test_every_trip_path_stays_small():
     """ND-15, ND-19: each protection's trip (the back-EMF judgement of stall vs sensor loss
     included) with the inputs at their extremes."""
@@ -369,6 +371,7 @@ def test_every_trip_path_stays_small():
         assert d.fault, name
 
 
+@pytest.mark.req("ND-15", "ND-19")
 def test_overheat_trip_with_the_largest_settings():
     """ND-15, ND-19: the I2t accumulator at its widest (the largest shift the constructor
     accepts) with a pegged current trips without leaving the range."""
@@ -382,6 +385,7 @@ def test_overheat_trip_with_the_largest_settings():
     assert d.fault
 
 
+@pytest.mark.req("ND-19")
 def test_settings_that_would_leave_the_range_are_refused():
     """ND-19: a tuning whose worst case passes 2**30 is refused at construction."""
     for attrs in (dict(KP=20_000), dict(FF_UV_PER_HZ=200_000), dict(OVERHEAT_SHIFT=20)):
@@ -403,6 +407,7 @@ _cmd = st.one_of(st.none(), st.integers(50, 150).map(lambda h: ("start", h)),
 _step = st.tuples(st.integers(1, 40), st.lists(_word, max_size=6), _raw, _raw, _cmd)
 
 
+@pytest.mark.req("ND-15", "ND-19")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_step, min_size=1, max_size=25))
 def test_random_sequences_stay_small(steps):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -87,6 +89,7 @@ def board_source() -> str:
     return (ROOT / "drivers" / "board.py").read_text()
 
 
+@pytest.mark.req("HW-1")
 def test_every_pwm_user_owns_its_slice():
     """HW-1: no two PWM users of the board share a PWM slice (one frequency per slice)."""
     users = pwm_users(board_source())
@@ -96,6 +99,7 @@ def test_every_pwm_user_owns_its_slice():
     assert conflicts(users, pins()) == []
 
 
+@pytest.mark.req("HW-1")
 def test_the_old_wiring_is_caught():
     """HW-1: the rev A draft (buzzer on GP18 = slice 1 A, the motor's IN1 channel) fails."""
     old = dict(pins(), BUZZER=18)
@@ -103,6 +107,7 @@ def test_the_old_wiring_is_caught():
     assert any("slice 1" in b and "BUZZER" in b for b in bad), bad
 
 
+@pytest.mark.req("HW-1")
 def test_a_new_pwm_user_is_found_from_the_board_construction():
     """HW-1: a PWM user added to the board construction is checked without being listed."""
     src = board_source() + "\nfan = Fan(machine.PWM(Pin(P.MOTOR_IN2)))\n"

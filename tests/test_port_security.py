@@ -60,6 +60,7 @@ def pen(vpen_factory):
     c.close()
 
 
+@pytest.mark.req("SF-07", "SP-33")
 def test_every_byte_value_while_the_needle_runs(pen):
     """SF-07, SP-33: with the needle running, every byte value 0x00..0xFF (0x03 included) is
     sent in lines, in a random order: the application never leaves (no REPL, no
@@ -91,6 +92,7 @@ def test_every_byte_value_while_the_needle_runs(pen):
     assert settings_of(pen) == before
 
 
+@pytest.mark.req("SF-07", "SF-08", "PS-18")
 def test_ctrl_c_never_reaches_the_repl(pen):
     """SF-07, SF-08, PS-18: Ctrl-C alone, repeated, and mpremote's raw-REPL request
     (Ctrl-C, Ctrl-A) while running: the application keeps running and answering; no REPL."""
@@ -105,6 +107,7 @@ def test_ctrl_c_never_reaches_the_repl(pen):
     pen.ok("stop")
 
 
+@pytest.mark.req("SF-08")
 def test_service_mode_needs_the_unlock_and_a_start_hold(pen):
     """SF-08: `service reboot` is refused without the unlock; with it, the pen waits in
     SERVICE for START held 2 s on the pen; then it restarts in service mode with the REPL on
@@ -127,6 +130,7 @@ def test_service_mode_needs_the_unlock_and_a_start_hold(pen):
     pen.wait_state("READY", timeout=30)
 
 
+@pytest.mark.req("SF-08")
 def test_service_request_lapses_without_the_hold(pen):
     """SF-08: without the hold on the pen the request lapses: the pen leaves SERVICE, re-homes
     and the application stays (a short press does not count)."""
@@ -138,6 +142,7 @@ def test_service_request_lapses_without_the_hold(pen):
     assert st["state"] != "SERVICE"
 
 
+@pytest.mark.req("SF-09", "SF-10")
 def test_unlock_backoff_survives_a_reboot_and_the_secret_is_never_sent(pen):
     """SF-09, SF-10: three wrong answers, then a power cut: after the reboot the next unlock
     attempt is still rate-limited; no reply of any command (help lists them) carries the
@@ -179,6 +184,7 @@ def _lines_ended(data: bytes, cr: bool) -> tuple[int, bool]:
     return n, cr
 
 
+@pytest.mark.req("SF-07")
 def test_random_byte_strings_through_the_port(pen):
     """SF-07: 400 random byte strings (every byte value; line ends, 0x03, `!`, `?` among them)
     through the pseudo-terminal, end to end (the 100,000-string run is in process:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,6 +19,7 @@ def _bench():
     return mod
 
 
+@pytest.mark.req("TM-20")
 def test_200_hz_for_60_s_with_a_30_s_disconnect_has_no_gap(vpen_factory):
     """TM-20: `telemetry on 200` while the needle runs at 100 Hz: 60 s of the pen's time with
     the host away for 30 s in the middle (the virtual pen at 8x): after the reconnect the host

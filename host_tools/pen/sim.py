@@ -1,7 +1,7 @@
 """The virtual pen's supervisor: a pseudo-terminal as the pen's USB port, the `micropython`
 process that runs the pen's own files on the simulated board, its reboots, and the side channel.
 
-    pen sim [--flash DIR] [--speed N] [--port-file PATH]
+    pen sim [--flash DIR] [--speed N] [--port-file PATH] [--unit N]
 
 prints the port path as its first line and runs until interrupted. The process is rebooted
 whenever it ends (machine.reset(), the watchdog, Ctrl-D in the REPL), with the reset cause
@@ -25,20 +25,19 @@ from pathlib import Path
 
 from . import paths
 
-# The heap of the virtual pen's process, set from the chip. On the RP2040 the pen's modules run
-# from ROMFS (bytecode in flash); on the emulated chip (bench/chip.py, bench/results.md: the
-# pen's base image in rp2040py, the modules in ROMFS as `pen deploy` builds them) the GC heap is
-# 245,888 B and 186,416 B of it are free once every pen module is imported: that is what the
-# firmware's data (board, telemetry ring, buffers, app objects) has there. This process holds
-# three things in one heap: that budget, the simulator's own objects, and the application's
-# bytecode loaded from .mpy files (which the chip keeps in flash). The two allowances are
-# measured by bench/memory.py (unix port); the sum is rounded up here.
-FIRMWARE_HEAP_K = 182  # the chip's heap free after importing every pen module (186,416 B)
-# The plant, shims and side channel (bench/memory.py: ~77 KB), plus headroom: the simulator's
-# many small, short-lived objects share the heap with the firmware and fragment it, so that at
-# 64 KB a 2 KB reply list (`telemetry fetch` of 100 samples) failed with 94 KB free.
-SIM_ALLOWANCE_K = 96
-BYTECODE_ALLOWANCE_K = 208  # the application's .mpy bytecode in RAM (bench: ~177 KB)
+# The heap of the virtual pen's process. On the RP2040 the application is frozen into flash
+# (manifest.py), so its bytecode takes no heap and the firmware has about 190 KB of heap for its
+# data. This process holds three things in one heap: the firmware's data (the RP2040 budget),
+# the simulator's own objects, and the application's bytecode loaded from .mpy files. Each share
+# is measured by bench/memory.py; the sum is rounded up here.
+FIRMWARE_HEAP_K = 190  # the RP2040's budget for the firmware's data
+# The plant, shims and side channel (bench/memory.py: ~99 KB with the unit population, the
+# sensor glitches and the TMC2209 model; it was 77 KB), plus the same ~20 KB of headroom as
+# before: the simulator's many small, short-lived objects share the heap with the firmware and
+# fragment it (at 96 KB, below the measured share, `telemetry fetch` and `help` ran out of
+# memory late in long sessions).
+SIM_ALLOWANCE_K = 120
+BYTECODE_ALLOWANCE_K = 208  # the application's .mpy bytecode in RAM (bench: ~183 KB)
 HEAP = f"{FIRMWARE_HEAP_K + SIM_ALLOWANCE_K + BYTECODE_ALLOWANCE_K}K"
 _EXIT_CAUSE = {80: 1, 83: 3, 84: 4}  # exit status -> machine reset cause (PWRON, WDT, SOFT)
 
@@ -55,23 +54,17 @@ def populate_flash(flash: Path, root: Path | None = None) -> None:
 
 
 class Supervisor:
-    def __init__(self, flash: Path | None = None, speed: int = 1, log=None, hold: str = ""):
+    def __init__(self, flash: Path | None = None, speed: int = 1, log=None, hold: str = "",
+                 unit: int = 0):
         self.state_dir = Path(tempfile.mkdtemp(prefix="pen-sim-"))
         if flash is None:
             flash = self.state_dir / "flash"
             flash.mkdir()
             populate_flash(flash)
-        else:
-            from .deploy import DeployError, check_flash_folder
-
-            try:
-                flash = check_flash_folder(Path(flash))  # exists, and is no source checkout
-            except DeployError:
-                shutil.rmtree(self.state_dir, ignore_errors=True)
-                raise
         self.flash = Path(flash).resolve()
         self.speed = speed
         self.hold = hold
+        self.unit = unit  # which pen of the population the plant is (sim/plant_units.py)
         self.log = log
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
@@ -99,6 +92,7 @@ class Supervisor:
             PEN_SIM_CAUSE=str(self.cause),
             PEN_SIM_STATE=str(self.state_dir / "mechanism"),
             PEN_SIM_HOLD=self.hold if self.boots == 0 else "",
+            PEN_SIM_UNIT=str(self.unit),
         )
         vpen = paths.checkout_root() / "sim" / "vpen.py"
         stderr = open(self.state_dir / "stderr.log", "ab")

@@ -5,10 +5,22 @@ bound is in emulated time."""
 
 from __future__ import annotations
 
+import pytest
+
 import hardware.pins as P
 
 TICK_MAX_US = 100
 TICK_MEAN_US = 50
+
+# An open defect the chip found (the virtual pen does not show it): after `cartridge new` the
+# endstop check (SF-13) latches "depth endstop stuck" (fault 9) on the chip, so no run starts
+# and every test that runs the needle fails at its start. Strict: the marker must go (and the
+# bound below is asserted again) as soon as the defect is fixed.
+OPEN_DEFECT = pytest.mark.xfail(
+    strict=True,
+    reason="on the chip the endstop check after `cartridge new` latches fault 9 (endstop "
+    "stuck): no run starts",
+)
 
 
 def _start(chip, hz, load):
@@ -44,6 +56,7 @@ def _rate(chip, emu_s):
     return (len(e) - 1) / ((e[-1] - e[0]) / 1e6)
 
 
+@pytest.mark.req("CH-1")
 def test_boot_to_ready_with_homing(chip):
     """CH-1: at power-up the chip boots boot.py/main.py from littlefs and the modules from
     ROMFS to READY, homing the depth stop against the endstop (step pulses counted by the
@@ -63,6 +76,7 @@ def test_boot_to_ready_with_homing(chip):
     assert chip.plant.depth.motor_usteps >= 0
 
 
+@pytest.mark.req("CH-2")
 def test_hello_and_status_over_usb_serial(chip):
     """CH-2: `hello` and `status` answer over the USB CDC serial with the protocol's fields;
     the pen is homed and READY; the display answered at its I2C address."""
@@ -73,6 +87,8 @@ def test_hello_and_status_over_usb_serial(chip):
     assert chip.plant.oled.transactions > 0
 
 
+@pytest.mark.req("CH-3")
+@OPEN_DEFECT
 def test_run_100hz_under_skin_load_holds_the_rate(chip):
     """CH-3 (ND-01 on the chip): at 100 Hz under full skin load the mean stroke rate, counted
     from the plant's hall edges over 0.5 s after 0.4 s to settle, is within ±1 %."""
@@ -82,6 +98,8 @@ def test_run_100hz_under_skin_load_holds_the_rate(chip):
     assert abs(rate - 100) <= 1.0, rate
 
 
+@pytest.mark.req("CH-4")
+@OPEN_DEFECT
 def test_motor_pwm_frequency_and_duty_on_the_pins(chip):
     """CH-4 (ND-16 on the chip): while running, the motor's IN1 pin carries a 20 kHz PWM
     (from its pin edges over 2 ms and from its slice's registers) whose duty is what the pen
@@ -119,6 +137,8 @@ def test_motor_pwm_frequency_and_duty_on_the_pins(chip):
     assert chip.plant.board.out.get(P.MOTOR_SLEEP_N) == 1
 
 
+@pytest.mark.req("CH-5")
+@OPEN_DEFECT
 def test_control_tick_fits_the_chip_at_150hz_under_load(chip):
     """CH-5: running at 150 Hz under full skin load, the control tick's hard-timer interrupt,
     timed from outside the firmware (the core's exception number sampled every 0.4 emulated µs),
@@ -138,6 +158,8 @@ def test_control_tick_fits_the_chip_at_150hz_under_load(chip):
     assert abs(rate - 150) <= 1.5, rate
 
 
+@pytest.mark.req("CH-6")
+@OPEN_DEFECT
 def test_stall_stops_the_motor_within_its_bound(chip):
     """CH-6 (ND-07 on the chip): a rotor that jams while running at 100 Hz: the motor is off
     (nSLEEP low) within 50 ms of the last stroke, STALL is latched and reported."""

@@ -48,6 +48,7 @@ real_tables = st.builds(
 )
 
 
+@pytest.mark.req("SF-04")
 @settings(max_examples=400, deadline=None)
 @given(flat=real_tables)
 def test_every_real_pen_table_is_accepted(calib, flat):
@@ -56,6 +57,7 @@ def test_every_real_pen_table_is_accepted(calib, flat):
     assert -450 <= t.offset_um() <= 0
 
 
+@pytest.mark.req("SF-04")
 @settings(max_examples=400, deadline=None)
 @given(
     lead=st.one_of(st.floats(-0.6, -0.17), st.floats(0.17, 1.4)),
@@ -76,6 +78,7 @@ def test_a_scale_error_beyond_the_tolerance_is_refused(calib, lead, offset_um, n
     assert "calibration" in e.value.message
 
 
+@pytest.mark.req("SF-04")
 @settings(max_examples=300, deadline=None)
 @given(offset_um=st.one_of(st.integers(-1900, -461), st.integers(1, 900)),
        lead=st.floats(-0.03, 0.03), n=st.integers(2, 10))  # fmt: skip
@@ -87,6 +90,7 @@ def test_an_offset_beyond_its_bound_is_refused(calib, offset_um, lead, n):
     assert "offset" in e.value.message or "increasing" in e.value.message
 
 
+@pytest.mark.req("SF-04")
 @settings(max_examples=300, deadline=None)
 @given(flat=real_tables, data=st.data())
 def test_points_out_of_order_are_refused(calib, flat, data):
@@ -119,6 +123,7 @@ def exact_um(flat, steps):
     return u[i] + Fraction(steps - s[i]) * (u[i + 1] - u[i]) / (s[i + 1] - s[i])
 
 
+@pytest.mark.req("SF-05")
 @settings(max_examples=500, deadline=None)
 @given(flat=real_tables, limit=st.integers(0, 3300))
 def test_check_table_passes_exactly_when_0_to_limit_fits_the_travel(calib, flat, limit):
@@ -140,6 +145,7 @@ def test_check_table_passes_exactly_when_0_to_limit_fits_the_travel(calib, flat,
         assert t.steps_at_most(limit) <= calib.TRAVEL_STEPS
 
 
+@pytest.mark.req("SF-04", "SF-05")
 def test_the_host_refuses_before_sending(calib):
     """SF-04, SF-05: `pen calibrate`'s make_table refuses what the pen would refuse."""
     from pen import calibrate as C

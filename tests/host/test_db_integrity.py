@@ -89,6 +89,7 @@ def _refused(rc, err, path):
     assert "pen db restore" in err, "the message says what to do"
 
 
+@pytest.mark.req("HT-80", "HT-81")
 def test_damaged_records_database_is_refused_and_never_written(tmp_path, capsys):
     """HT-80, HT-81: random bytes (a 4 KiB burst) written at 50 random offsets in the middle
     of the records database: client list / show / export, treat due, client add and treat
@@ -113,6 +114,7 @@ def test_damaged_records_database_is_refused_and_never_written(tmp_path, capsys)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["records.sqlite3"]
 
 
+@pytest.mark.req("HT-80", "HT-81")
 def test_damaged_telemetry_database_is_refused_and_never_written(tmp_path, capsys):
     """HT-80, HT-81: the same for the telemetry database: pen sessions, pen report and pen log
     (refused before it connects to any pen) refuse each damaged copy; nothing is written."""
@@ -132,6 +134,7 @@ def test_damaged_telemetry_database_is_refused_and_never_written(tmp_path, capsy
         assert sorted(p.name for p in tmp_path.iterdir()) == ["telemetry.sqlite3"]
 
 
+@pytest.mark.req("HT-82")
 @pytest.mark.parametrize("seed", range(6))
 def test_mistyped_database_path_creates_nothing(tmp_path, capsys, seed):
     """HT-82: a mistyped --records-db / --telemetry-db (random typos in a real path): reading
@@ -157,6 +160,7 @@ def test_mistyped_database_path_creates_nothing(tmp_path, capsys, seed):
     assert typo.exists()
 
 
+@pytest.mark.req("HT-83")
 def test_backup_and_restore_bring_back_the_records(tmp_path, capsys):
     """HT-83: pen db backup copies the records database with SQLite's online backup API;
     after damage, pen db restore checks the backup, keeps the damaged file aside and puts the
@@ -188,6 +192,7 @@ def test_backup_and_restore_bring_back_the_records(tmp_path, capsys):
     conn.close()
 
 
+@pytest.mark.req("HT-82")
 def test_init_creates_and_reads_refuse_before_it(tmp_path, capsys):
     """HT-82: pen db init creates the records database (and says so); before it, a reading
     command refuses."""

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +21,7 @@ def _gen_docs():
     return mod
 
 
+@pytest.mark.req("SP-51")
 def test_generated_files_are_up_to_date():
     """SP-51: docs/errors.csv, docs/settings.md and firmware/help.py are what tools/gen_docs.py
     makes from firmware/errors.py, firmware/schema.py and the cmd_* docstrings."""
@@ -27,6 +30,7 @@ def test_generated_files_are_up_to_date():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.req("SP-51")
 def test_error_table_csv_lists_every_code_once():
     """SP-51: one numbered error table, published as CSV: codes 1..N, each once, with a name
     and a message."""
@@ -37,6 +41,7 @@ def test_error_table_csv_lists_every_code_once():
     assert len({r["name"] for r in rows}) == len(rows)
 
 
+@pytest.mark.req("SP-2")
 def test_schema_hash_same_on_host_and_pen():
     """SP-2: the schema hash the pen reports at `hello` (MicroPython) equals the one the host
     computes from the same schema (CPython), and the one published in docs/settings.md."""

@@ -19,6 +19,7 @@ def make_link(pen: FakePen, **kw) -> L.PenLink:
     return L.PenLink("/dev/fake", **kw)
 
 
+@pytest.mark.req("HT-2", "HT-3")
 def test_handshake_with_tags_and_command_replies():
     """HT-2, HT-3: `hello` is checked; every command carries a `#N ` tag that the reply echoes;
     ok payloads are decoded, `error:N` becomes PenRefused with its code."""
@@ -34,6 +35,7 @@ def test_handshake_with_tags_and_command_replies():
     assert link.request("bogus").code == 1
 
 
+@pytest.mark.req("HT-3")
 def test_untagged_pen_is_spoken_to_without_tags():
     """HT-3: a pen that does not echo tags is detected at the handshake."""
     pen = FakePen(tags=False)
@@ -43,6 +45,7 @@ def test_untagged_pen_is_spoken_to_without_tags():
     assert pen.received[-1] == "get depth"
 
 
+@pytest.mark.req("HT-2")
 @pytest.mark.parametrize(
     "hello, words",
     [
@@ -63,6 +66,7 @@ def test_handshake_mismatch_says_what_to_do(hello, words):
     assert link.mismatch and words[0] in link.mismatch
 
 
+@pytest.mark.req("HT-3")
 def test_unsolicited_lines_are_set_aside():
     """HT-3: `~T`/`~E`/`~S` lines arriving before a reply are queued, never taken for it."""
     pen = FakePen()
@@ -77,6 +81,7 @@ def test_unsolicited_lines_are_set_aside():
     assert "MicroPython banner noise" in link.noise
 
 
+@pytest.mark.req("HT-3")
 def test_stale_and_half_lines_are_not_taken_for_the_reply():
     """HT-3: a reply to an earlier tag, an untagged error for a half line, and a half
     line left in the input are all discarded; the reply with the current tag is returned."""
@@ -91,6 +96,7 @@ def test_stale_and_half_lines_are_not_taken_for_the_reply():
     assert link.call("get depth") == {"depth": 0.5}
 
 
+@pytest.mark.req("HT-4")
 def test_pulled_cable_read_only_command_is_retried():
     """HT-4: the port fails in the middle of a read-only command: the link reopens the
     port, handshakes again and sends the command again."""
@@ -102,6 +108,7 @@ def test_pulled_cable_read_only_command_is_retried():
     assert link.reconnects == 1 and pen.opens == 2
 
 
+@pytest.mark.req("HT-4")
 def test_pulled_cable_changing_command_is_not_repeated():
     """HT-4: a command that changes something is not sent twice after a reconnect: its
     outcome is unknown, and LinkLost says so."""
@@ -117,6 +124,7 @@ def test_pulled_cable_changing_command_is_not_repeated():
     assert link.call("get depth") == {"depth": 1.0}
 
 
+@pytest.mark.req("HT-4")
 def test_a_different_pen_after_reconnect_is_refused():
     """HT-4: the pen that comes back must be the same pen (serial number)."""
     pen = FakePen()
@@ -128,6 +136,7 @@ def test_a_different_pen_after_reconnect_is_refused():
     assert "different pen" in str(exc.value)
 
 
+@pytest.mark.req("HT-4")
 def test_pen_that_never_comes_back():
     """HT-4: reconnection gives up after its timeout with a clear message."""
 
@@ -140,6 +149,7 @@ def test_pen_that_never_comes_back():
     assert "did not come back" in str(exc.value)
 
 
+@pytest.mark.req("HT-5")
 def test_repl_prompt_timeout_tells_to_deploy():
     """HT-5: a pen sitting at the MicroPython prompt (no application) is recognised."""
 
@@ -155,6 +165,7 @@ def test_repl_prompt_timeout_tells_to_deploy():
     assert "pen deploy" in str(exc.value)
 
 
+@pytest.mark.req("HT-3")
 def test_long_or_multi_line_commands_are_refused_before_sending():
     """HT-3: one command per line, at most 420 bytes."""
     pen = FakePen()
@@ -166,6 +177,7 @@ def test_long_or_multi_line_commands_are_refused_before_sending():
     assert len(pen.received) == n
 
 
+@pytest.mark.req("HT-1")
 def test_find_port(monkeypatch):
     """HT-1: --port, then $PEN_PORT, then the one USB device 2E8A:0005."""
     from serial.tools import list_ports
@@ -187,6 +199,7 @@ def test_find_port(monkeypatch):
     assert L.find_port("/dev/x") == "/dev/x"
 
 
+@pytest.mark.req("HT-4")
 def test_read_only_classification():
     """HT-4: which commands may be sent again after a reconnect."""
     assert L.is_read_only("status") and L.is_read_only("telemetry fetch 10 5")
@@ -194,6 +207,7 @@ def test_read_only_classification():
     assert not L.is_read_only("move_steps 10") and not L.is_read_only("telemetry on")
 
 
+@pytest.mark.req("HT-6")
 def test_pen_adapter_opens_this_link(monkeypatch):
     """HT-6: the treatment records' adapter opens its link through pen.link.open_link."""
     from pen.records import pen_adapter
@@ -208,6 +222,7 @@ def test_pen_adapter_opens_this_link(monkeypatch):
     pen_adapter.close_link(link)
 
 
+@pytest.mark.req("HT-60")
 def test_soft_reset_restarts_the_pen_by_command_and_handshakes_again():
     """HT-60: `pen reset`: the protocol's `reset` (never Ctrl-C/Ctrl-D: the application takes
     every byte as protocol input), then the link handshakes with the pen's new boot (its

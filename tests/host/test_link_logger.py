@@ -25,6 +25,7 @@ def run_for(lg, seconds: float) -> None:
         lg.pump(0.02)
 
 
+@pytest.mark.req("HT-31")
 def test_disconnect_is_backfilled_without_loss(tmp_path):
     """HT-31: the port is closed for a while in the middle (a pulled cable); the samples the
     pen made meanwhile are fetched from its ring buffer: none is missing."""
@@ -42,6 +43,7 @@ def test_disconnect_is_backfilled_without_loss(tmp_path):
     assert row["samples"] == len(seqs) and row["reconnects"] == 1 and row["ended_at"]
 
 
+@pytest.mark.req("HT-31")
 def test_dropped_live_lines_are_backfilled(tmp_path):
     """HT-31: samples the pen could not send (its output buffer full) are fetched back."""
     pen = FakePen()
@@ -54,6 +56,7 @@ def test_dropped_live_lines_are_backfilled(tmp_path):
     assert LG.missing_in_store(db, sid) == 0
 
 
+@pytest.mark.req("HT-32")
 def test_gap_beyond_the_ring_is_flagged(tmp_path):
     """HT-32: samples the ring buffer no longer holds are recorded as a gap, with the reason,
     and counted as missing."""
@@ -69,6 +72,7 @@ def test_gap_beyond_the_ring_is_flagged(tmp_path):
     assert LG.missing_in_store(db, sid) == st.missing
 
 
+@pytest.mark.req("HT-32")
 def test_reboot_starts_a_new_boot_and_flags_the_gap(tmp_path):
     """HT-32: a pen that rebooted (seq back to 0) starts a new boot in the session; what it
     lost is flagged, nothing is overwritten."""
@@ -85,6 +89,7 @@ def test_reboot_starts_a_new_boot_and_flags_the_gap(tmp_path):
     assert boots == {1, 2}
 
 
+@pytest.mark.req("HT-30")
 def test_csv_export_and_sessions_list(tmp_path):
     """HT-30: --csv exports every stored sample; the sessions table lists the session."""
     pen = FakePen()
@@ -100,6 +105,7 @@ def test_csv_export_and_sessions_list(tmp_path):
     assert listed[0]["id"] == sid and listed[0]["samples"] == n
 
 
+@pytest.mark.req("HT-31")
 def test_parse_disconnects():
     """HT-31: --simulate-disconnect AT:SECONDS."""
     assert LG.parse_disconnects(["5:3", "1.5:0.5"]) == [(5.0, 3.0), (1.5, 0.5)]
@@ -127,6 +133,7 @@ def _samples():
     return out
 
 
+@pytest.mark.req("HT-34")
 def test_report_analysis_and_png(tmp_path):
     """HT-34: passes, rate error after the soft start, depth used, strokes and faults are
     computed from the samples; the PNG is written."""

@@ -27,6 +27,7 @@ def lent(tmp_path, monkeypatch):
     link.close()
 
 
+@pytest.mark.req("HT-62")
 def test_a_second_command_goes_through_the_holders_link(lent):
     """HT-62: the lent link answers as the port would: replies, refusals, the handshake's
     facts; the pen sees the lines on the holder's connection (tagged by the holder)."""
@@ -43,6 +44,7 @@ def test_a_second_command_goes_through_the_holders_link(lent):
     shared.close()
 
 
+@pytest.mark.req("HT-62")
 def test_the_telemetry_stream_stays_with_the_holder(lent):
     """HT-62: `telemetry on|off` through a lent link is refused with what to do."""
     pen, _ = lent
@@ -55,6 +57,7 @@ def test_the_telemetry_stream_stays_with_the_holder(lent):
     assert not any(r.endswith("telemetry on 50") for r in pen.received)
 
 
+@pytest.mark.req("HT-62")
 def test_the_holders_failures_keep_their_kind(lent, monkeypatch):
     """HT-62: a lost link is LinkLost on the borrowing side too (by kind, not by text)."""
     _, link = lent
@@ -67,6 +70,7 @@ def test_the_holders_failures_keep_their_kind(lent, monkeypatch):
         shared.call("status")
 
 
+@pytest.mark.req("HT-62")
 def test_no_holder_means_the_port_itself(tmp_path, monkeypatch):
     """HT-62: without a holder (or with a socket file left by a killed one) a command opens
     the port as before."""
@@ -93,6 +97,7 @@ _requests = st.one_of(
 )  # fmt: skip
 
 
+@pytest.mark.req("HT-62")
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(reqs=st.lists(_requests, min_size=1, max_size=5))

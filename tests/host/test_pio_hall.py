@@ -112,6 +112,7 @@ def test_program_shape(pio):
     assert drv.SM_FREQ_HZ == CYCLES_PER_US * 1_000_000
 
 
+@pytest.mark.req("ND-03")
 @pytest.mark.parametrize("periods_us", [[1000, 1000, 1000], [6667, 7100, 6400], [2500, 900, 4000]])
 def test_words_equal_the_model_and_measure_the_period(pio, periods_us):
     """ND-03: each pushed word is LIMIT + 2 - period (µs), the first edge pushes 0, and the
@@ -130,6 +131,7 @@ def test_words_equal_the_model_and_measure_the_period(pio, periods_us):
     assert [limit + drv.OVERHEAD_US - w for w in words[1:]] == periods_us
 
 
+@pytest.mark.req("ND-03")
 def test_period_longer_than_limit_reads_unknown_then_resumes(pio):
     """ND-03: a gap longer than LIMIT (X runs out while low, or while high) pushes 0 (period
     unknown), and the next period is measured again; every word stays <= LIMIT (small ints)."""

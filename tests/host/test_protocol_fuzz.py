@@ -202,6 +202,7 @@ def fuzz(n):
 
 
 
+@pytest.mark.req("SP-50")
 @fuzz(LINES_EXAMPLES)
 @given(data=line_input)
 def test_generated_command_lines(server, data):
@@ -212,6 +213,7 @@ def test_generated_command_lines(server, data):
     server.check(data)
 
 
+@pytest.mark.req("SP-50")
 @fuzz(BYTES_EXAMPLES)
 @given(data=byte_input)
 def test_generated_byte_strings(server, data):
@@ -221,6 +223,7 @@ def test_generated_byte_strings(server, data):
     server.check(data)
 
 
+@pytest.mark.req("SP-50")
 def test_fuzz_count(server):
     """SP-50: the fuzz above sent at least 10,000 inputs to the one MicroPython process, which
     is still running; print the figures."""

@@ -404,6 +404,7 @@ def test_clinic_preset_table_is_checked_before_use(pen, tmp_path):
 # -- binding the pen's session to the treatment ----------------------------------------------
 
 
+@pytest.mark.req("HT-86")
 @pytest.mark.parametrize("case", range(12))
 def test_record_from_pen_binds_by_id_time_and_client(pen, monkeypatch, case):
     """HT-86: `treat record --from-pen` stores the pen's session only when it matches the
@@ -460,6 +461,7 @@ def test_record_from_pen_binds_by_id_time_and_client(pen, monkeypatch, case):
     assert json.loads(rows[0][1])["problems"], "the reasons are kept"
 
 
+@pytest.mark.req("HT-86")
 def test_record_from_pen_fetches_the_named_pen_session(pen, monkeypatch):
     """HT-86: --pen-session P asks the pen for its session P (`session get P`)."""
     summary = json.loads(pen.summary_file("n", DAY0, [1.5]).read_text())

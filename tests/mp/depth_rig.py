@@ -7,11 +7,12 @@ virtual clock and calls `axis.poll()` every `poll_us`, as the firmware's asyncio
 
 import gc
 
-import board_sim
-import machine
-from mphelp import SIM, check
+gc.collect()  # the test module's compile leaves the heap fragmented; the plant loads next
+import board_sim  # noqa: E402
+import machine  # noqa: E402
+from mphelp import SIM, check  # noqa: E402
 
-import hardware.pins as P
+import hardware.pins as P  # noqa: E402
 
 gc.collect()  # compiling the firmware modules from source needs a contiguous heap block
 from drivers.endstop import Endstop  # noqa: E402
@@ -29,8 +30,8 @@ SM_ID = 4  # PIO1 state machine 0, as drivers/board.py claims it
 
 
 class Rig:
-    def __init__(self, start_usteps=None, poll_us=2000, **axis_kw):
-        self.pen = board_sim.VirtualPen(SIM)
+    def __init__(self, start_usteps=None, poll_us=2000, unit=0, **axis_kw):
+        self.pen = board_sim.VirtualPen(SIM, unit)
         self.plant = self.pen.depth
         if start_usteps is not None:
             self.place(start_usteps)
@@ -93,21 +94,54 @@ class Rig:
         self.run()
         check(self.axis.position_steps == s, "service move ended at %d" % self.axis.position_steps)
 
-    def fit_calibration(self, first=24, last=1290, every=100):
-        """Calibrate as a technician does with the dial gauge: raise the depth limit to the
-        mechanism's maximum, visit steps first..last (each approached outwards, as every move
-        ends), read the gauge, build the table from the readings."""
+    def fit_calibration(self, first=None, last=1290, every=100, past_um=3100):
+        """Calibrate as a technician does with the dial gauge (as `pen calibrate depth`): raise
+        the depth limit to the mechanism's maximum, visit steps first..last, each approached
+        outwards (the first from the closest point to the switch, so the screw's play is taken
+        up as at the end of every move), read the gauge, build the table from the readings.
+        `first` defaults to the lowest point so approached (MIN_STEPS + TAKEUP_STEPS). The
+        visits go on past `last` (every `every` steps) until the gauge reads `past_um` or the
+        axis goes no further, as for a unit whose screw or stop sits short of nominal; when the
+        first reading is above 0 (a stop that sits out), the line through the first two
+        readings extends the table to MIN_STEPS, as the host's calibration extends its fit.
+        Service moves stop at the limit as the current table maps it; when that is short of
+        `past_um` (the nominal table on a unit with a short screw), a provisional table of the
+        readings so far, extended along the last slope, is loaded and the visits go on."""
         ax = self.axis
         ax.set_limit_um(ax.LIMIT_MAX_UM)
+        if first is None:
+            first = ax.MIN_STEPS + ax.TAKEUP_STEPS
+        top = ax.TRAVEL_STEPS - ax.TAKEUP_STEPS
+        ax.move_steps(ax.MIN_STEPS - ax.position_steps)
+        self.run()
         pairs = []
         s = first
+        provisional = False
         while True:
-            self.go_steps(s)
+            ax.move_steps(s - ax.position_steps)
+            self.run()
+            if ax.position_steps != s and not provisional:
+                # stopped at the soft limit: extend what was read and carry on
+                provisional = True
+                (sa, ga), (sb, gb) = pairs[-2], pairs[-1]
+                ext = pairs + [(top, gb + (gb - ga) * (top - sb) // (sb - sa))]
+                ax.set_limit_um(min(ax.LIMIT_MAX_UM, past_um))
+                self.run()
+                ax.set_calibration(CalibrationTable.from_points(self._low_end(ext)))
+                self.run()
+                continue
             pairs.append((ax.position_steps, self.gauge_um()))
-            if s >= last:
+            if ax.position_steps != s or s >= top or (s >= last and pairs[-1][1] >= past_um):
                 break
-            s = min(s + every, last)
-        return CalibrationTable.from_points(pairs)
+            s = min(s + every, top) if s >= last else min(s + every, last)
+        return CalibrationTable.from_points(self._low_end(pairs))
+
+    def _low_end(self, pairs):
+        (s0, g0), (s1, g1) = pairs[0], pairs[1]
+        lo = self.axis.MIN_STEPS
+        if g0 > 0 and s0 > lo:
+            return [(lo, g0 - (g1 - g0) * (s0 - lo) // (s1 - s0))] + pairs
+        return pairs
 
     def calibrate(self, limit_um=3000):
         """Fit a table from the gauge, put the clinical limit back to `limit_um` and load the

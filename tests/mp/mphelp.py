@@ -5,6 +5,29 @@ import simrt
 SIM = simrt.SIM  # installed by runner.py before any test module is imported
 
 
+def req(*ids):
+    """@req("ND-01", "ND-02"): the requirements this test verifies. The test harness
+    (tests/conftest.py) reads it from the source as the pytest marker `req`, and
+    tools/traceability.py credits the test with exactly these IDs."""
+
+    def mark(fn):
+        return fn
+
+    return mark
+
+
+def xfail(reason):
+    """@xfail("why"): a known failure of the firmware this test shows. The harness reads it as
+    pytest.mark.xfail(strict=True): the test still runs and must fail (a pass then fails the
+    suite, so the marker goes as soon as the firmware is fixed); a requirement it declares
+    stays unverified in the traceability report meanwhile."""
+
+    def mark(fn):
+        return fn
+
+    return mark
+
+
 def check(cond, msg="check failed"):
     """assert that survives optimisation levels and says what was wrong."""
     if not cond:

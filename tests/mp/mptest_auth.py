@@ -3,7 +3,7 @@ reboot, one-time provisioning; protected settings refused until unlocked (SP- re
 
 from binascii import hexlify, unhexlify
 
-from mphelp import SIM, check
+from mphelp import SIM, check, req
 from protofake import TEST_SECRET, FakeApp
 from ramfs import RamFlash, format_and_mount, unmount
 
@@ -22,6 +22,7 @@ def _answer(challenge, secret=TEST_SECRET):
     return hexlify(hmac_sha256(secret, challenge.encode())).decode()
 
 
+@req("SP-20")
 def test_hmac_sha256_matches_rfc4231():
     """SP-20: the HMAC built on hashlib.sha256 gives the RFC 4231 test vectors."""
     cases = (
@@ -36,6 +37,7 @@ def test_hmac_sha256_matches_rfc4231():
         check(hmac_sha256(key, msg) == unhexlify(want), want)
 
 
+@req("SP-21")
 def test_unlock_with_the_right_response_only():
     """SP-21: protected settings are refused until `unlock` with HMAC-SHA256(secret,
     challenge); a wrong response fails and changes nothing."""
@@ -56,6 +58,7 @@ def test_unlock_with_the_right_response_only():
     unmount()
 
 
+@req("SP-22")
 def test_replayed_or_stale_responses_fail():
     """SP-22: a response works once, for its own challenge: replaying it (after a lock, or to a
     newer challenge) fails, and so does an answer to a challenge that was replaced or expired."""
@@ -81,6 +84,7 @@ def test_replayed_or_stale_responses_fail():
     unmount()
 
 
+@req("SP-23")
 def test_attempts_are_rate_limited():
     """SP-23: after each failed answer the next attempt waits 1, 2, 4 ... (at most 60) s;
     attempts meanwhile are refused with RATE_LIMITED without being checked."""
@@ -105,6 +109,7 @@ def test_attempts_are_rate_limited():
     unmount()
 
 
+@req("SP-24")
 def test_lock_re_engages_on_timeout_and_reboot():
     """SP-24: the unlock ends by itself after UNLOCK_MS, and a reboot (a new Auth) is locked."""
     app = _app()
@@ -123,6 +128,7 @@ def test_lock_re_engages_on_timeout_and_reboot():
     unmount()
 
 
+@req("SP-25")
 def test_secret_is_provisioned_once():
     """SP-25: the secret is provisioned once (64 hex digits) into its own file; a second
     provisioning is refused; without a secret unlocking is impossible."""

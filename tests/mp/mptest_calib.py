@@ -1,7 +1,7 @@
 """The depth calibration table: validation, conversion both ways, the serialised form, and how
 the depth axis takes a table (set at run time, loaded at boot)."""
 
-from mphelp import check, raises
+from mphelp import check, raises, req
 
 from firmware.calib import CalibrationTable
 from firmware.errors import BAD_ARGUMENT, OUT_OF_RANGE, Refused
@@ -9,6 +9,7 @@ from firmware.errors import BAD_ARGUMENT, OUT_OF_RANGE, Refused
 T = [0, -100, 100, 150, 200, 420, 400, 920]  # slopes 2.5, 2.7, 2.5 µm/step
 
 
+@req("DS-32")
 def test_nominal_table_is_valid_and_conservative():
     """DS-32: the uncalibrated pen's table is valid, covers 0..3.3 mm, and assumes the
     longest lead within tolerance (2.625 µm/step), so an uncalibrated pen protrudes less than
@@ -21,6 +22,7 @@ def test_nominal_table_is_valid_and_conservative():
     check(t.steps_for_um(3000) * 25 < (3000 + 125) * 10)
 
 
+@req("DS-30")
 def test_round_trip_through_the_serialised_list():
     """DS-30: to_list() gives the flat [steps, um, ...] list; from_list() of it gives an
     equal table."""
@@ -31,6 +33,7 @@ def test_round_trip_through_the_serialised_list():
     check(len(t) == 4 and t.min_um == -100 and t.max_um == 920)
 
 
+@req("DS-30")
 def test_interpolation_both_ways():
     """DS-30: piecewise-linear interpolation, nearest step / µm; extrapolation from the end
     segments; steps_at_most() never rounds outwards."""
@@ -51,6 +54,7 @@ def test_interpolation_both_ways():
         check(t.um_for_steps(a) <= um + 1 and a <= s)
 
 
+@req("DS-31", "SF-04")
 def test_invalid_tables_refused():
     """DS-31, SF-04: a table that is not a list of int pairs, has too few or too many points, is
     not strictly increasing in both columns, has values out of bounds, or is inconsistent with
@@ -87,10 +91,11 @@ def test_invalid_tables_refused():
     raises(Refused, CalibrationTable.from_points, [(0, 0, 1), (100, 250)])
 
 
+@req("DS-31", "DS-33", "SF-05")
 def test_axis_takes_only_valid_covering_tables():
     """DS-31, DS-33, SF-05: set_calibration refuses an invalid table or one that does not cover
     0..limit within the travel (nothing changes); a valid one is installed and the stop
-    re-targets its depth."""
+    re-targets its depth; a limit outside the installed table is refused (nothing changes)."""
     from depth_rig import Rig
 
     rig = Rig()
@@ -118,8 +123,19 @@ def test_axis_takes_only_valid_covering_tables():
     check(e.code == OUT_OF_RANGE and "travel" in e.message and ax.calib is before, e.message)
     e = raises(Refused, ax.set_calibration, [0, -20, 1440, 3580])  # 0 um inside MIN_STEPS
     check(e.code == OUT_OF_RANGE and ax.calib is before, e.message)
+    # a limit outside the installed table is refused, the limit unchanged
+    ax.set_limit_um(2000)
+    rig.run()
+    ax.set_calibration([0, -120, 1300, 3200])
+    rig.run()
+    e = raises(Refused, ax.set_limit_um, 3300)  # past the table's 3.2 mm
+    check(e.code == OUT_OF_RANGE and ax.limit_um == 2000, "limit %d" % ax.limit_um)
+    check(ax.calib.to_list()[-1] == 3200)
+    ax.set_limit_um(3200)  # the table's end is inside
+    check(ax.limit_um == 3200)
 
 
+@req("DS-31")
 def test_invalid_stored_table_latches_a_fault_and_uses_nominal():
     """DS-31: an invalid stored table given at boot latches CALIBRATION_INVALID, the nominal
     table is used, and the fault reaction retracts the stop."""

@@ -5,7 +5,7 @@ scatter and bounce; the firmware knows none of them."""
 
 import micropython
 from depth_rig import Rig, mean_sd
-from mphelp import SIM, check, info, raises
+from mphelp import SIM, check, info, raises, req
 
 from firmware import errors, faults
 from firmware.homing import Homing
@@ -13,6 +13,7 @@ from firmware.homing import Homing
 DEEP = 1400  # plant µsteps: about 3.5 mm, near the far end of the travel
 
 
+@req("DS-2")
 def test_needle_locked_out_until_homed():
     """DS-2: the axis reports not homed (needle_ok false) from power-up until homing
     completes, and while homing; moves are refused (NOT_HOMED / BUSY) meanwhile."""
@@ -31,6 +32,7 @@ def test_needle_locked_out_until_homed():
     check(ax.homed and ax.needle_ok and not ax.homing)
 
 
+@req("DS-1")
 def test_homing_time_from_far_end_and_from_power_up():
     """DS-1: two-phase homing (fast seek, back off, slow re-touch) completes within
     1.5 s from anywhere in the travel, with no step lost, and leaves the stop at the target
@@ -45,6 +47,7 @@ def test_homing_time_from_far_end_and_from_power_up():
         check(abs(rig.gauge_um()) < 150, "not near 0 mm: %d um" % rig.gauge_um())
 
 
+@req("DS-3")
 def test_homing_repeatability_50_homes():
     """DS-3: over 50 homes, approached from different depths, the stop returns to the same
     depth with a standard deviation <= 5 µm (the switch scatters by a few µm, bounces, and
@@ -66,6 +69,7 @@ def test_homing_repeatability_50_homes():
     check(rig.plant.missed == 0)
 
 
+@req("DS-10", "DS-11", "DS-56")
 def test_out_of_range_targets_refused_and_nothing_moves():
     """DS-10, DS-11, DS-56: move_to_um below 0 or above the limit, or not an integer, is
     refused inside the axis (Refused OUT_OF_RANGE / BAD_ARGUMENT); nothing moves, the target
@@ -90,8 +94,19 @@ def test_out_of_range_targets_refused_and_nothing_moves():
     check(abs(rig.gauge_um() - 2000) < 120)
     e = raises(errors.Refused, ax.set_limit_um, 3301)
     check(e.code == errors.OUT_OF_RANGE and ax.limit_um == 2000)
+    # A step count or a limit that is not an integer: BAD_ARGUMENT, nothing changes.
+    pulses = rig.plant.pulses
+    for bad in (1.5, "10", None, True):
+        e = raises(errors.Refused, ax.move_steps, bad)
+        check(e.code == errors.BAD_ARGUMENT, "move_steps(%r): %d" % (bad, e.code))
+        e = raises(errors.Refused, ax.set_limit_um, 2000.0 if bad == 1.5 else bad)
+        check(e.code == errors.BAD_ARGUMENT and ax.limit_um == 2000, "set_limit_um(%r)" % bad)
+    SIM.advance(50_000)
+    ax.poll()
+    check(rig.plant.pulses == pulses and not ax.busy and not ax.fault, "moved on a refusal")
 
 
+@req("DS-12")
 def test_service_moves_clamped_to_the_soft_range():
     """DS-12: raw service moves (calibration) are clamped to MIN_STEPS .. the limit's step,
     whatever step count is asked for."""
@@ -110,6 +125,7 @@ def test_service_moves_clamped_to_the_soft_range():
     check(e.code == errors.OUT_OF_RANGE)
 
 
+@req("DS-13")
 def test_lowering_the_limit_brings_the_stop_back():
     """DS-13: a limit lowered below the stop's depth moves the stop back within it; a limit
     lowered below a running move's goal is refused (BUSY), so the move never ends beyond it."""
@@ -132,6 +148,7 @@ def test_lowering_the_limit_brings_the_stop_back():
     check(ax.limit_um == 2900 and ax.target_um == 2800)
 
 
+@req("DS-21")
 def test_full_range_move_within_250ms():
     """DS-21: a full-range move 0 <-> 3.00 mm takes at most 250 ms each way (trapezoid at
     10k µsteps/s, 200k µsteps/s²), including the backlash take-up, without losing a step."""
@@ -145,6 +162,7 @@ def test_full_range_move_within_250ms():
     check(rig.plant.missed == 0)
 
 
+@req("DS-23")
 def test_every_move_ends_outwards():
     """DS-23: every move's last steps travel outwards, whichever side it comes from; a move
     inwards overshoots inwards by TAKEUP_STEPS first (never past the target outwards)."""
@@ -168,6 +186,7 @@ def test_every_move_ends_outwards():
         check(ax.position_steps == max(goal, ax.MIN_STEPS))
 
 
+@req("DS-22")
 def test_new_target_during_a_move_is_taken_after_it():
     """DS-22: a target given while a move runs is reached after the running move ends."""
     rig = Rig()
@@ -181,6 +200,7 @@ def test_new_target_during_a_move_is_taken_after_it():
     check(ax.target_um == 800 and ax.position_steps == ax.calib.steps_for_um(800))
 
 
+@req("DS-40")
 def test_endstop_never_found_latches_and_retracts():
     """DS-40: with the switch never closing, homing gives up after its travel (or its
     timeout): HOME_NOT_FOUND latches once, homing stops, the stop ends fully retracted."""
@@ -201,6 +221,7 @@ def test_endstop_never_found_latches_and_retracts():
     rig.home()
 
 
+@req("DS-41")
 def test_endstop_stuck_closed_latches_and_retracts():
     """DS-41: a switch closed at homing and still closed after the back-off latches
     ENDSTOP_STUCK; the stop is driven fully in (position unknown) and ends retracted."""
@@ -215,6 +236,7 @@ def test_endstop_stuck_closed_latches_and_retracts():
     check(rig.gauge_um() < 0, "not retracted: %d um" % rig.gauge_um())
 
 
+@req("DS-41")
 def test_switch_sticking_while_homed_latches_and_retracts():
     """DS-41: homed and away from home, a switch that reads closed latches ENDSTOP_STUCK
     and the stop retracts to the safe depth."""
@@ -230,6 +252,7 @@ def test_switch_sticking_while_homed_latches_and_retracts():
     check(ax.target_um == 0 and not ax.needle_ok)
 
 
+@req("DS-42")
 def test_lost_steps_found_by_rehome():
     """DS-42: steps lost to a binding screw (outward steps missed) are found by the next
     re-home: the switch is off its expected step, LOST_STEPS latches, the axis is unhomed and
@@ -254,6 +277,7 @@ def test_lost_steps_found_by_rehome():
     check(abs(ax.home_offset) == 0, "first home after the fault checks nothing")
 
 
+@req("DS-42")
 def test_overspeed_loses_steps_and_rehome_catches_it():
     """DS-42: driving the motor faster than it follows (a mis-set speed) loses steps in the
     plant; the re-home check latches LOST_STEPS instead of trusting the count."""
@@ -269,6 +293,7 @@ def test_overspeed_loses_steps_and_rehome_catches_it():
     check(ax.fault == faults.LOST_STEPS, "fault %d" % ax.fault)
 
 
+@req("DS-42")
 def test_clean_rehome_passes_the_check():
     """DS-42: without lost steps a re-home finds the switch within LOST_STEPS_TOL."""
     rig = Rig()
@@ -281,6 +306,7 @@ def test_clean_rehome_passes_the_check():
     check(ax.homed and not ax.fault and abs(ax.home_offset) <= Homing.LOST_STEPS_TOL)
 
 
+@req("DS-40")
 def test_stalled_stepper_times_out_homing():
     """DS-40: if the step generator stops (no completion tokens), homing's travel timeout
     latches HOME_NOT_FOUND rather than waiting for ever."""
@@ -293,6 +319,7 @@ def test_stalled_stepper_times_out_homing():
     check(ax.fault == faults.HOME_NOT_FOUND and not ax.homing)
 
 
+@req("DS-43")
 def test_explicit_retract_goes_to_safe_depth_only_inwards():
     """DS-43: retract() takes the stop to the safe depth (0 mm) from any depth, and never
     moves it outwards."""
@@ -311,6 +338,7 @@ def test_explicit_retract_goes_to_safe_depth_only_inwards():
     check(ax.position_steps == p, "retract moved outwards")
 
 
+@req("DS-55")
 def test_feeding_the_pio_allocates_nothing():
     """DS-55: the code that runs every poll while moving allocates nothing: the planner's
     segments, the stepper's software queue and the counting of completion tokens all run under

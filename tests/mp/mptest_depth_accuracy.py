@@ -2,7 +2,7 @@
 then every depth 0.00 .. 3.00 mm in 0.05 mm steps is set from above and from below."""
 
 from depth_rig import Rig
-from mphelp import check, info
+from mphelp import check, info, req
 
 
 def _sweep(rig, targets, tol_um):
@@ -20,6 +20,7 @@ def _sweep(rig, targets, tol_um):
     return worst
 
 
+@req("DS-34", "DS-23")
 def test_calibrated_depth_within_20um_from_above_and_below():
     """DS-34, DS-23: with a table fitted from gauge readings (and a fresh
     home after calibration), every target 0.00..3.00 mm in 0.05 mm steps, approached from above

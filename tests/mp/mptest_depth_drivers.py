@@ -4,7 +4,7 @@ exact direction changes, completion counting, enable pin) and the debounced ends
 import machine
 import micropython
 from depth_rig import Rig
-from mphelp import SIM, check, raises
+from mphelp import SIM, check, raises, req
 
 import hardware.pins as P
 from drivers.endstop import Endstop
@@ -27,6 +27,7 @@ class _Recorder:
         self._orig(t_us, direction)
 
 
+@req("DS-50")
 def test_segment_words():
     """DS-50: a segment encodes as delay | dir << 16 | (steps - 1) << 17, below 2**30;
     segments the program cannot run are refused."""
@@ -38,6 +39,7 @@ def test_segment_words():
         raises(ValueError, encode, *bad)
 
 
+@req("DS-51")
 def test_pulses_intervals_and_direction_changes_are_exact():
     """DS-51: queued segments come out as exactly their steps, at exactly their interval
     within a segment, with the direction switching exactly between segments; the count of
@@ -66,6 +68,7 @@ def test_pulses_intervals_and_direction_changes_are_exact():
     check(rig.plant.pulses == st.position)
 
 
+@req("DS-52")
 def test_in_flight_never_exceeds_the_rx_fifo():
     """DS-52: at most 4 segments are handed to the state machine before their completion
     tokens are read, so push(noblock) can never drop a token and the count stays exact even if
@@ -90,6 +93,7 @@ def test_in_flight_never_exceeds_the_rx_fifo():
     check(not st.busy and st.position == 16)
 
 
+@req("DS-53")
 def test_disabled_driver_moves_nothing():
     """DS-53: with ENN high (the default after construction) the driver ignores pulses;
     enable() drives ENN low."""
@@ -119,6 +123,7 @@ class _FakePin:
         return self.v
 
 
+@req("DS-54")
 def test_endstop_debounce_integrator():
     """DS-54: the endstop (active low) changes state only after SAMPLES consistent
     readings; a glitch shorter than that never changes it; the state has hysteresis."""
@@ -150,6 +155,7 @@ def test_endstop_debounce_integrator():
     check(es2.closed, "prime() takes the power-up reading")
 
 
+@req("DS-54", "DS-55")
 def test_endstop_sampling_allocates_nothing_and_sees_the_switch():
     """DS-54, DS-55: sample() runs under heap_lock (it may run in an IRQ); wired to the
     virtual board, the switch reads closed at the retracted end."""

@@ -10,7 +10,7 @@ limit's step. (A limit lowered below the stop leaves it beyond until it has move
 it does at once; that motion is inwards.)"""
 
 from depth_rig import Rig
-from mphelp import SIM, check, info
+from mphelp import SIM, check, info, req
 
 from firmware.errors import Refused
 
@@ -160,6 +160,7 @@ def _run_ops(rig, rnd, watch, n_ops, with_calibration):
     return refused, counts, at_limit
 
 
+@req("DS-10", "DS-13", "DS-14")
 def test_no_command_path_goes_beyond_the_limit():
     """DS-10, DS-13, DS-14: 350 random operations (targets, service moves, limits and
     calibration tables in and out of range, homing, faults) never put the stop beyond the limit
@@ -180,6 +181,7 @@ def test_no_command_path_goes_beyond_the_limit():
     check(watch.worst > -10, "never came near the limit: the test proves little")
 
 
+@req("DS-14", "DS-34")
 def test_true_protrusion_never_beyond_the_limit_when_calibrated():
     """DS-14, DS-34: with a calibration fitted from the gauge, 220 random operations
     never push the true protrusion (the virtual dial gauge) more than 0.02 mm beyond the limit

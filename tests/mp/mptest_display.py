@@ -5,7 +5,7 @@ import gc
 
 import machine
 import plant_ui
-from mphelp import SIM, check
+from mphelp import SIM, check, req
 
 import hardware.pins as P
 from firmware import faults as F
@@ -30,6 +30,7 @@ def _rig():
     return panel, dev, Display(dev, pen, ui), pen, needle, ui
 
 
+@req("UI-10")
 def test_driver_stream_decodes_to_the_same_pixels():
     """UI-10: what the driver draws is what the controller shows, pixel for pixel, read back
     as the same text (16x4 characters of framebuf's font)."""
@@ -51,6 +52,7 @@ def test_driver_stream_decodes_to_the_same_pixels():
     check(not panel.on and panel.text() == ["", "", "", ""], "off: dark")
 
 
+@req("UI-11")
 def test_ready_screen_shows_state_depth_rate_battery():
     """UI-11: READY shows the state, the battery, the depth and the stroke rate."""
     panel, dev, disp, pen, needle, ui = _rig()
@@ -63,6 +65,33 @@ def test_ready_screen_shows_state_depth_rate_battery():
     check("arm" in t[3], repr(t))
 
 
+@req("UI-11")
+def test_running_and_moving_screens_show_measured_and_target():
+    """UI-11: while the stop moves the depth line shows actual > target; while running the rate
+    line shows measured/target and the confirmed cartridge; the state and battery on top."""
+    panel, dev, disp, pen, needle, ui = _rig()
+    pen.targets.change("depth", 1250)  # the fake stop arrives at once; put it mid-way
+    pen.depth.busy = True
+    pen.depth.position_um = 400
+    disp.draw()
+    t = panel.text()
+    check(t[1] == "DEPTH 0.40>1.25", repr(t))
+    pen.depth.busy = False
+    pen.depth.position_um = 1250
+    pen.arm()
+    pen.confirm_cartridge()
+    pen.run()
+    ui._ms.advance(ui.message_ms + 1)  # the cartridge's message has gone
+    needle.rate_mhz = 98_700
+    disp.draw()
+    t = panel.text()
+    check(t[0].startswith("RUNNING") and t[0].endswith("V"), repr(t))
+    check(t[1] == "DEPTH 1.25mm", repr(t))
+    check(t[2].startswith("RATE 98.7/%d" % pen.targets.rate_hz), repr(t))
+    check(t[2].rstrip().endswith("C%d" % pen.cart.number) and pen.cart.ok, repr(t))
+
+
+@req("UI-12", "PS-4")
 def test_fault_screen_says_the_fault_in_words():
     """UI-12, PS-4: FAULT shows the fault's words and how to clear it."""
     panel, dev, disp, pen, needle, ui = _rig()
@@ -78,6 +107,7 @@ def test_fault_screen_says_the_fault_in_words():
     check(t[3] == "hold START:clear", repr(t))
 
 
+@req("UI-1")
 def test_refusal_message_then_back_to_normal():
     """UI-1: a refusal shows why for message_ms, then the normal screen returns."""
     panel, dev, disp, pen, needle, ui = _rig()
@@ -90,6 +120,7 @@ def test_refusal_message_then_back_to_normal():
     check(t[2] == "NOT ARMED" and t[3] == "hold START 1s", repr(t))
 
 
+@req("UI-13")
 def test_redraw_only_on_change():
     """UI-13: the panel is sent a frame only when the text changed (the I2C bus stays quiet)."""
     panel, dev, disp, pen, needle, ui = _rig()

@@ -22,7 +22,7 @@ import json
 
 import machine
 from app_rig import AppRig, scratch_flash
-from mphelp import SIM, check, info
+from mphelp import SIM, check, info, req
 
 from drivers.watchdog import Watchdog
 from firmware.depth import DepthAxis
@@ -320,30 +320,35 @@ def _drive_fault(test, plant_fault, load=0.8):
     return rig
 
 
+@req("SF-03", "ND-07", "PS-4")
 def test_stall():
     """SF-03, ND-07, PS-4: a blocked rotor while the pen runs a session: motor off within
     50 ms, FAULT latched and reported, the stop retracted, the session record names it."""
     _drive_fault("test_stall", "stall").close()
 
 
+@req("SF-03", "ND-09", "PS-4")
 def test_runaway():
     """SF-03, ND-09, PS-4: the bridge drives full voltage (a shorted switch) while running
     without load: RUNAWAY, motor off within 50 ms, latched, retracted, recorded."""
     _drive_fault("test_runaway", "runaway", load=0.0).close()
 
 
+@req("SF-03", "ND-08", "PS-4")
 def test_sensor_loss():
     """SF-03, ND-08, PS-4: the hall sensor goes silent while the rotor turns: SENSOR_LOSS,
     motor off within 50 ms, latched, retracted, recorded."""
     _drive_fault("test_sensor_loss", "sensor_loss").close()
 
 
+@req("SF-03", "ND-10", "PS-4")
 def test_short():
     """SF-03, ND-10, PS-4: a short across the motor terminals: OVERCURRENT, motor off within
     10 ms, latched, retracted, recorded."""
     _drive_fault("test_short", "short").close()
 
 
+@req("SF-03", "ND-12", "PS-4")
 def test_battery_low():
     """SF-03, ND-12, PS-4: the battery sags below 3.3 V while running: BATTERY_LOW within
     150 ms, latched, retracted, recorded; `clear` is refused while it stays low."""
@@ -352,6 +357,7 @@ def test_battery_low():
     rig.close()
 
 
+@req("SF-03", "PS-16", "PS-1")
 def test_brown_out():
     """SF-03, PS-16, PS-1: the supply is lost while the needle runs the second pass of a
     session: the pen resets; after power-up it is homing at once, disarmed, with no cartridge,
@@ -421,6 +427,7 @@ def _boot_fault(test, plant_fault=None, flash=None, depth_usteps=800):
     return rig
 
 
+@req("SF-03", "DS-40", "PS-4")
 def test_endstop_open():
     """SF-03, DS-40, PS-4: the home switch never closes: homing gives up within
     HOME_TIMEOUT_MS, HOME_NOT_FOUND latched and reported, the stop driven fully in, the
@@ -428,6 +435,7 @@ def test_endstop_open():
     _boot_fault("test_endstop_open", "endstop_open").close()
 
 
+@req("SF-03", "DS-41", "PS-4")
 def test_endstop_closed_homing():
     """SF-03, DS-41, PS-4: the home switch reads closed at power-up and stays closed after
     backing off: ENDSTOP_STUCK latched and reported, the stop driven fully in, the needle never
@@ -435,6 +443,7 @@ def test_endstop_closed_homing():
     _boot_fault("test_endstop_closed_homing", "endstop_closed").close()
 
 
+@req("SF-03", "SP-14", "PS-4")
 def test_settings_corrupt():
     """SF-03, SP-14, PS-4: the settings record on flash is garbage at power-up: the defaults
     are used, SETTINGS_CORRUPT latches before anything moves, is reported with how the settings
@@ -448,6 +457,7 @@ def test_settings_corrupt():
     rig.close()
 
 
+@req("SF-03", "DS-41", "PS-4", "PS-5")
 def test_endstop_closed_running():
     """SF-03, DS-41, PS-4, PS-5: the home switch sticks closed while the needle runs at
     1.00 mm: ENDSTOP_STUCK, motor off, stop retracted, latched and recorded; once the switch
@@ -466,6 +476,7 @@ def test_endstop_closed_running():
     rig.close()
 
 
+@req("SF-13", "SF-03", "DS-42", "PS-4")
 def test_missed_steps_during_a_move():
     """SF-13, SF-03, DS-42, PS-4: a binding screw loses outward steps during a depth change:
     StallGuard sees the rotor slip during the move and LOST_STEPS latches within its bound of
@@ -502,6 +513,7 @@ def test_missed_steps_during_a_move():
     rig.close()
 
 
+@req("SF-13", "SF-03", "DS-42", "PS-4")
 def test_missed_steps():
     """SF-13, SF-03, DS-42, PS-4: a binding screw loses outward steps on 0.05 mm depth steps
     (20 microsteps: too short to reach the speed StallGuard is judged at; the needle only ends
@@ -549,6 +561,7 @@ def test_missed_steps():
     rig.close()
 
 
+@req("SF-03", "SP-33", "SP-41")
 def test_serial_garbage():
     """SF-03, SP-33, SP-41: binary garbage, a control byte, an over-long line and a half line
     arrive while the needle runs: one error reply each within 10 ms, the next command answered
@@ -630,6 +643,7 @@ class _PortLink:
         return self.port.write(data)
 
 
+@req("SF-07", "SF-08", "SF-03")
 def test_ctrl_c_and_garbage():
     """SF-07, SF-08, SF-03: every byte value 0x00..0xFF (0x03 included; `!` is the stop byte
     and `?` the status byte, so they are left out), in lines, and 0x03 alone, through the
@@ -684,6 +698,7 @@ def test_ctrl_c_and_garbage():
     rig.close()
 
 
+@req("SF-04", "SF-05", "SF-03")
 def test_table_inconsistent():
     """SF-04, SF-05, SF-03: the issue's table (1.0 um/step, a 2.5x scale error) sent unlocked
     while READY: refused with the reason in the same reply; table, settings and stop
@@ -726,6 +741,7 @@ def test_table_inconsistent():
     rig.close()
 
 
+@req("SF-06", "SF-03")
 def test_position_not_target_at_run():
     """SF-06, SF-03: the stop cannot reach the depth set (its travel shorter than designed:
     the move is clamped at the travel's end): `run` and START are refused at once, the needle
@@ -766,6 +782,7 @@ def test_position_not_target_at_run():
     rig.close()
 
 
+@req("SF-06", "SF-03", "PS-4")
 def test_position_lost_while_running():
     """SF-06, SF-03, PS-4: the stop is moved off its depth's step while the needle runs (a
     firmware fault: nothing may move it then): DEPTH_POSITION latched, motor off, the stop
@@ -792,6 +809,7 @@ def test_position_lost_while_running():
     rig.close()
 
 
+@req("SF-03", "SP-43", "TM-13")
 def test_serial_disconnect():
     """SF-03, SP-43, TM-13: the host goes away for 3 s (stops reading) with a command pending
     while the needle runs and telemetry streams at 200 Hz: the reply is dropped within
@@ -886,6 +904,7 @@ def _hang_and_reboot(test, hang):
     return rig, row, got, events
 
 
+@req("SF-03", "PS-11")
 def test_hung_task():
     """SF-03, PS-11: one supervised task (the depth stop's) stops reporting in while the
     needle runs: the supervisor switches the motor off within its allowed silence plus one
@@ -907,6 +926,7 @@ def test_hung_task():
     rig.close()
 
 
+@req("SF-03", "PS-11", "ND-17")
 def test_hung_loop():
     """SF-03, PS-11, ND-17: the whole event loop hangs while the needle runs (no task, no
     supervisor runs): the control tick's dead-man switches the motor off within

@@ -2,7 +2,7 @@
 (triangle) moves, and no allocation while planning and handing out segments."""
 
 import micropython
-from mphelp import check, info, raises
+from mphelp import check, info, raises, req
 
 from firmware.motion import TrapezoidPlanner, duration_us, segments
 
@@ -34,6 +34,7 @@ def _check_profile(n, speed, accel, seg_us=None):
     return segs
 
 
+@req("DS-20")
 def test_steps_add_up_and_bounds_hold():
     """DS-20: for moves of 0..3000 steps and a range of speeds and accelerations, the
     segments add up to exactly n steps, never exceed the speed, start and end at the pull-in
@@ -45,6 +46,7 @@ def test_steps_add_up_and_bounds_hold():
     _check_profile(1000, 10_000, 200_000, seg_us=1000)
 
 
+@req("DS-21")
 def test_full_range_profile_time():
     """DS-21: 1250 steps (more than 0..3.0 mm) at 10k µsteps/s and 200k µsteps/s² take
     under 200 ms of pulses; the plan cruises at the full speed."""
@@ -55,6 +57,7 @@ def test_full_range_profile_time():
     check(max(US // iv for _, iv in segs) == 10_000)
 
 
+@req("DS-20")
 def test_short_moves_are_triangles():
     """DS-20: a move too short to reach the speed peaks below it, symmetric."""
     segs = _check_profile(60, 10_000, 200_000)
@@ -69,6 +72,7 @@ def test_bad_arguments_raise():
         raises(ValueError, p.plan, *args)
 
 
+@req("DS-55")
 def test_planning_and_segments_allocate_nothing():
     """DS-55: plan() and next_segment() run under micropython.heap_lock()."""
     p = TrapezoidPlanner()

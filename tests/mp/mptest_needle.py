@@ -8,7 +8,7 @@ firmware's own measurement."""
 
 import machine
 import micropython
-from mphelp import SIM, check, info, raises
+from mphelp import SIM, check, info, raises, req
 from needle_rig import Rig, sleep_pin, step_response
 
 import hardware.pins as P
@@ -40,22 +40,26 @@ def _accuracy_and_load_step(hz):
     check(r.drive.fault == faults.NONE, "fault %d" % r.drive.fault)
 
 
+@req("ND-01", "ND-02")
 def test_50hz_rate_and_load_step():
     """ND-01, ND-02: 50 Hz held within +-1 % (mean) without and with full skin load; after the
     load step the rate is back within +-3 % in <= 150 ms."""
     _accuracy_and_load_step(50)
 
 
+@req("ND-01", "ND-02")
 def test_100hz_rate_and_load_step():
     """ND-01, ND-02: as at 50 Hz, at 100 Hz."""
     _accuracy_and_load_step(100)
 
 
+@req("ND-01", "ND-02")
 def test_150hz_rate_and_load_step():
     """ND-01, ND-02: as at 50 Hz, at 150 Hz."""
     _accuracy_and_load_step(150)
 
 
+@req("ND-02")
 def test_open_loop_loses_more_than_5_percent_under_the_same_load():
     """ND-02 (why the loop matters): a fixed duty that gives the rate without load (the closed
     loop's own steady duty) loses more than 5 % under the same full load."""
@@ -84,6 +88,7 @@ def test_open_loop_loses_more_than_5_percent_under_the_same_load():
         r.run_ms(300)  # coast down before the next rate
 
 
+@req("ND-15")
 def test_tick_runs_heap_locked_for_a_simulated_second():
     """ND-15: a whole simulated second of control (start, load step, rate change, stop) with
     every tick called under micropython.heap_lock(): 1000 ticks, no MemoryError."""
@@ -110,6 +115,7 @@ def test_tick_runs_heap_locked_for_a_simulated_second():
         micropython.heap_unlock()
 
 
+@req("ND-16")
 def test_pwm_registers_match_the_request():
     """ND-16: 20 kHz on the motor slice (TOP 6249, divider 1: 6250 duty levels), the compare
     value the tick writes into the slice's CC register is the duty asked for; IN2 low while
@@ -141,6 +147,7 @@ def test_pwm_registers_match_the_request():
     check(pwm.cc == 0 and not sleep_pin() and not r.motor.enabled, "coast: off")
 
 
+@req("ND-04")
 def test_soft_start_and_controlled_stop():
     """ND-04: the start ramps the rate up (no jump to the target, overshoot under 5 %); the
     stop ramps down, brakes and switches the bridge off without a fault."""
@@ -174,6 +181,7 @@ def test_soft_start_and_controlled_stop():
     check(r.plant.stroke_hz() < 1.0, "rotor stopped (%.1f Hz)" % r.plant.stroke_hz())
 
 
+@req("ND-01", "ND-05")
 def test_rate_change_and_battery_compensation():
     """ND-01, ND-05: a new target is reached and held; a battery sag (4.1 V -> 3.5 V while
     running under load) keeps the rate within +-3 %: the duty follows the battery."""
@@ -196,6 +204,7 @@ def test_rate_change_and_battery_compensation():
     check(d1 > d0 * 110 // 100, "duty must rise with the sag: %d -> %d" % (d0, d1))
 
 
+@req("ND-06", "DS-56")
 def test_start_refusals_change_nothing():
     """ND-06, DS-56: start() refuses (Refused with an error code, motor not enabled) with a bad
     rate, while the interlock says no, and while a fault is latched."""
@@ -217,6 +226,7 @@ def test_start_refusals_change_nothing():
     check(not sleep_pin(), "motor stays off")
 
 
+@req("ND-06")
 def test_set_target_validation():
     """ND-06: set_target takes integers 50..150 only; a bad value is refused (Refused) and leaves
     the target as it was."""
@@ -231,6 +241,7 @@ def test_set_target_validation():
     check(d.target_hz == 150)
 
 
+@req("ND-14")
 def test_status_attributes_during_a_run():
     """ND-14: the status the rest of the firmware reads: measured rate (reciprocal, in mHz)
     agrees with the plant, stroke count follows the cam, current and battery are plausible."""
@@ -255,6 +266,7 @@ def test_status_attributes_during_a_run():
         check(type(v) is int, "%s is %r" % (name, v))
 
 
+@req("ND-14")
 def test_analog_scaling_in_integers():
     """ND-14: the ADC readings become mA and mV with the board's scale factors (pins.py),
     integer-only, within one count of the exact value, up to full scale; bad factors are
@@ -287,4 +299,5 @@ def test_analog_scaling_in_integers():
     # The plant's battery (3.9 V open, no load) as the driver reads it.
     SIM.board.adc[P.BATTERY] = r.pen.battery.adc
     r.run_ms(1)
-    check(abs(an.battery_mv() - 3900) <= 3, "battery %d mV" % an.battery_mv())
+    # The reference unit's ADC noise is 2 LSB sigma (sim/plant_units.py), 3.2 mV here: 4 sigma.
+    check(abs(an.battery_mv() - 3900) <= 13, "battery %d mV" % an.battery_mv())

@@ -11,7 +11,7 @@ import random
 
 import pio_hall
 import rp2
-from mphelp import SIM, check, info
+from mphelp import SIM, check, info, req
 from needle_rig import Rig, fresh_board
 
 import hardware.pins as P
@@ -54,6 +54,7 @@ def _rate_ok(r, hz, what):
     check(abs(m - hz * 1000) <= hz * 10, "%s: rate %d mHz at %d Hz" % (what, m, hz))
 
 
+@req("ND-18")
 def test_double_edges_are_one_stroke():
     """ND-18: a second edge 5..500 µs after the real one (bounce) or anywhere inside the stroke
     (a spurious edge, periods down to 1 µs) counts no stroke and moves no rate: at 50, 100 and
@@ -76,6 +77,7 @@ def test_double_edges_are_one_stroke():
         r.drive.kill()
 
 
+@req("ND-18")
 def test_single_missed_pulses_are_two_strokes():
     """ND-18: a missed hall pulse (one period of twice the length) at 50, 100 and 150 Hz, in
     every third stroke: two strokes at the true rate, no STALL (the stall limit is three
@@ -97,6 +99,7 @@ def test_single_missed_pulses_are_two_strokes():
         r.drive.kill()
 
 
+@req("ND-18")
 def test_mixed_field_faults_never_trip():
     """ND-18: random mixes of clean strokes, double edges and missed pulses (never two
     missed pulses in a row) for 600 strokes at a random rate: no fault, the rate within 1 %
@@ -125,6 +128,7 @@ def test_mixed_field_faults_never_trip():
         r.drive.kill()
 
 
+@req("ND-18", "ND-07")
 def test_two_missed_pulses_in_a_row_are_a_stall_and_a_real_speed_change_is_followed():
     """ND-18, ND-07: past the tolerance the drive fails safe: two missed pulses in a row (no
     stroke for three periods) latch STALL. A real change of rate (4 % per stroke, faster and

@@ -6,7 +6,7 @@ slice 1 A) is caught."""
 
 import board_sim
 import machine
-from mphelp import SIM, check
+from mphelp import SIM, check, req
 from needle_rig import fresh_board
 
 import hardware.pins as P
@@ -48,6 +48,7 @@ def _interference(buzzer_gpio):
     return problems
 
 
+@req("HW-2")
 def test_the_board_wiring_keeps_motor_and_buzzer_apart():
     """HW-2: on the board's wiring the motor PWM stays at 20 kHz with its duty through a
     buzzer tone and buzzer.off(); the buzzer plays its own frequency."""
@@ -57,6 +58,7 @@ def test_the_board_wiring_keeps_motor_and_buzzer_apart():
     check(buz.slice != mot.slice, "buzzer on the motor's slice %d" % mot.slice)
 
 
+@req("HW-2")
 def test_the_old_wiring_is_caught_on_the_virtual_pen():
     """HW-2: the first draft's wiring (buzzer on GP18 = slice 1 A, the motor's channel) shows
     on the virtual pen what it did on the chip: the motor PWM at the buzzer's 2 kHz after
@@ -66,6 +68,7 @@ def test_the_old_wiring_is_caught_on_the_virtual_pen():
     check("motor PWM 2000 Hz after Board()" in probs, "%r" % probs)
 
 
+@req("HW-3")
 def test_slice_channels_share_counter_and_frequency():
     """HW-3: the PWM model follows machine_pwm.c: channels A and B of one slice share the
     frequency (setting it on one retunes the other and re-applies its duty), two pins on one

@@ -7,7 +7,7 @@ intermediate reaches 2**30."""
 
 import micropython
 import rp2
-from mphelp import SIM, check
+from mphelp import SIM, check, req
 from needle_rig import Rig, fresh_board
 
 import hardware.pins as P
@@ -47,6 +47,7 @@ def _ticks(r, n, words=()):
         check(0 <= pwm.cc <= pwm.top + 1, "compare %d" % pwm.cc)
 
 
+@req("ND-15", "ND-19")
 def test_extremes_under_the_heap_lock():
     """ND-15, ND-19: every extreme input through the real tick with the heap locked."""
     base = LIMIT + 2
@@ -66,6 +67,7 @@ def test_extremes_under_the_heap_lock():
         r.drive.kill()
 
 
+@req("ND-13", "ND-15")
 def test_every_trip_under_the_heap_lock():
     """ND-13, ND-15: stall, sensor loss, over-current, runaway, battery low, overheat and the
     dead-man trip from inside a heap-locked tick, each with its fault latched."""

@@ -1,6 +1,6 @@
 """The pen's state machine (firmware/pen.py) against fakes of the needle drive and depth axis."""
 
-from mphelp import check, raises
+from mphelp import check, raises, req
 from mptest_pen_fakes import make_pen
 
 from firmware import errors as E
@@ -16,6 +16,7 @@ def _armed_with_cartridge():
     return pen, needle, depth, clock, events
 
 
+@req("PS-1")
 def test_boot_locks_then_homes_by_itself():
     """PS-1: after boot the pen is locked (not homed) and starts homing by itself; READY only
     when the axis reports homed."""
@@ -32,6 +33,7 @@ def test_boot_locks_then_homes_by_itself():
     check(names == [("BOOT", "LOCKED"), ("LOCKED", "HOMING"), ("HOMING", "READY")], str(names))
 
 
+@req("PS-2")
 def test_run_refused_unless_homed_armed_and_cartridge():
     """PS-2: run is refused with the reason when not homed, not armed or without a confirmed
     cartridge, and the motor is never started."""
@@ -51,6 +53,7 @@ def test_run_refused_unless_homed_armed_and_cartridge():
     check(pen.state == P.RUNNING and needle.running and needle.starts == 1)
 
 
+@req("PS-2", "PS-3")
 def test_no_path_to_running_without_homed_and_armed():
     """PS-2, PS-3: random sequences of every facade call and plant event (fixed seed, 3000
     steps): the motor runs only in RUNNING/STOPPING, and RUNNING is entered only from ARMED with
@@ -101,6 +104,7 @@ def test_no_path_to_running_without_homed_and_armed():
     check(P.RUNNING in seen and P.FAULT in seen and P.SERVICE in seen, "the walk covered them")
 
 
+@req("PS-4")
 def test_needle_fault_latches_safe_state_until_cleared():
     """PS-4: a needle fault while running: motor killed, depth stop retracted, FAULT latched;
     run and arm refused; clear refused while the cause stands; after the cause is gone a clear
@@ -133,6 +137,7 @@ def test_needle_fault_latches_safe_state_until_cleared():
     check(raises(Refused, pen.run).code == E.NOT_ARMED, "disarmed after a clear")
 
 
+@req("PS-4", "PS-5")
 def test_depth_fault_clears_into_rehoming():
     """PS-4, PS-5: a depth-stop fault latches; its clear re-homes (position in doubt)."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
@@ -147,6 +152,7 @@ def test_depth_fault_clears_into_rehoming():
     check(pen.state == P.READY)
 
 
+@req("PS-6")
 def test_stop_ramp_then_armed_and_second_stop_coasts():
     """PS-6: stop is a controlled ramp (STOPPING) ending ARMED; a second stop during the ramp
     coasts the motor at once."""
@@ -166,6 +172,7 @@ def test_stop_ramp_then_armed_and_second_stop_coasts():
     check(pen.state == P.ARMED)
 
 
+@req("PS-7")
 def test_depth_only_while_stopped_and_within_limit():
     """PS-7: the depth target moves only while the needle is stopped and the axis homed;
     beyond the limit is refused (never clamped) with a limit event."""
@@ -183,6 +190,7 @@ def test_depth_only_while_stopped_and_within_limit():
     check(depth.position_um == 2000)
 
 
+@req("UI-3")
 def test_depth_steps_stop_at_limit():
     """UI-3 (logic): plus/minus steps by depth_step and stops exactly at the limit."""
     pen, needle, depth, clock, events = make_pen(config={"depth_step": 250})
@@ -197,6 +205,7 @@ def test_depth_steps_stop_at_limit():
     check(pen.targets.step_depth(-1) and pen.targets.depth_um == 0)
 
 
+@req("UI-5")
 def test_rate_steps_and_limits():
     """UI-5 (logic): the stroke rate moves in steps within its limits, stopped or running;
     while running the drive's target follows and a new pass begins."""
@@ -213,6 +222,7 @@ def test_rate_steps_and_limits():
     check(raises(Refused, pen.run, 151).code == E.OUT_OF_RANGE)
 
 
+@req("PS-8")
 def test_cartridge_warns_then_stops_at_limit():
     """PS-8: strokes count per cartridge; a warning at cartridge_warn_pct, a controlled stop at
     the limit, then run refused until a new cartridge is confirmed."""
@@ -241,6 +251,7 @@ def test_cartridge_warns_then_stops_at_limit():
     check(pen.state == P.RUNNING)
 
 
+@req("PS-9")
 def test_idle_disarms_then_sleeps_and_wakes():
     """PS-9: an armed pen left alone disarms; a stopped pen left alone sleeps; a user action
     wakes it to READY (never armed)."""
@@ -255,6 +266,7 @@ def test_idle_disarms_then_sleeps_and_wakes():
     check(pen.state == P.READY)
 
 
+@req("PS-9")
 def test_running_never_sleeps():
     """PS-9: inactivity never stops or sleeps a running needle."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
@@ -266,6 +278,7 @@ def test_running_never_sleeps():
     check(pen.state == P.RUNNING)
 
 
+@req("PS-10")
 def test_service_state():
     """PS-10: service only from a stopped, disarmed pen; raw steps only in service; leaving it
     re-homes."""
@@ -283,6 +296,7 @@ def test_service_state():
     check(pen.state == P.HOMING)
 
 
+@req("PS-11")
 def test_watchdog_reset_latches_fault_at_boot():
     """PS-11: after a watchdog reset the pen boots into FAULT (watchdog), not homing."""
     from mptest_pen_fakes import FakeClock, FakeDepth, FakeNeedle
@@ -296,6 +310,7 @@ def test_watchdog_reset_latches_fault_at_boot():
     check(pen.state == P.HOMING)
 
 
+@req("PS-12")
 def test_event_log_is_bounded_and_ordered():
     """PS-12: every transition is logged in a preallocated log (fixed size, newest kept)."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
@@ -311,6 +326,7 @@ def test_event_log_is_bounded_and_ordered():
     check(last[1] == P.EV_STATE and last[2] == (P.STOPPING << 8 | P.ARMED), "newest last")
 
 
+@req("PS-13")
 def test_status_has_the_protocol_fields():
     """PS-13: status() carries every field of docs/protocol.md's Status JSON."""
     pen, needle, depth, clock, events = _armed_with_cartridge()
@@ -322,6 +338,7 @@ def test_status_has_the_protocol_fields():
     check(st["state"] == "ARMED" and st["armed"] and st["homed"] and st["cartridge"] == 1)
 
 
+@req("PS-4")
 def test_axis_fault_at_boot_latches_instead_of_crashing():
     """PS-4: an axis that comes up with a latched fault (e.g. an invalid calibration) makes
     the pen FAULT at its first poll; start-up itself does not fail."""
@@ -340,6 +357,7 @@ def test_axis_fault_at_boot_latches_instead_of_crashing():
     check(pen.state == P.FAULT and pen.fault == F.CALIBRATION_INVALID)
 
 
+@req("TM-3")
 def test_telemetry_sample_matches_status():
     """TM-3: the allocation-free telemetry sample (pen.telemetry_into, taken 200 times a second)
     says what status() says, field by field, in every state a session passes through."""

@@ -8,8 +8,9 @@ deterministic."""
 
 import json
 import os
+import time
 
-from mphelp import check, info
+from mphelp import check, info, req
 from mptest_pen_fakes import FakeClock, FakeDepth, FakeNeedle
 
 from firmware import errors as E
@@ -130,6 +131,7 @@ class Rig:
         return [a for (t, c, a) in self.pen.events() if c == code]
 
 
+@req("TR-01")
 def test_host_lines_store_and_select_the_preset_under_the_lock():
     """TR-01: the lines the host sends (`set preset.NAME.depth_min`, `.depth_max`,
     `.depth_default`, `.stroke_hz`, then `set preset.active NAME`) are refused while the
@@ -152,6 +154,7 @@ def test_host_lines_store_and_select_the_preset_under_the_lock():
     r.close()
 
 
+@req("TR-02")
 def test_buttons_stop_at_the_preset_range_with_feedback():
     """TR-02: with a preset active, plus pressed again and again (and held) stops at the
     preset's max, minus at its min, each with the limit tone and `PRESET MAX` / `PRESET MIN`
@@ -176,6 +179,7 @@ def test_buttons_stop_at_the_preset_range_with_feedback():
     r.close()
 
 
+@req("TR-03", "TR-05")
 def test_serial_depth_outside_the_preset_is_refused_unless_overridden():
     """TR-03, TR-05: with a preset active, `depth MM` and `set depth MM` outside its range
     are refused with PRESET_RANGE and change nothing; with `override` they are accepted and
@@ -203,7 +207,9 @@ def test_serial_depth_outside_the_preset_is_refused_unless_overridden():
     check([(o["kind"], o["from_mm"], o["to_mm"], o["by"], o["preset"]) for o in ov] == [
         ("depth", 2.0, 2.6, "serial", "acne_scars_cheeks"),
         ("depth", 2.6, 0.8, "serial", "acne_scars_cheeks")], repr(ov))
-    check(ov[0]["at_s"] >= 0, "when")
+    # When: seconds since the session opened, by the session's own clock, in order.
+    now_s = time.ticks_diff(r.sessions._ms(), r.sessions._t0) / 1000
+    check(0 <= ov[0]["at_s"] <= ov[1]["at_s"] <= now_s, "when: %r, now %.3f s" % (ov, now_s))
     # Stored at once (the needle is stopped): the pen's summary has them.
     check(json.loads(r.cmd("session get 1")[3:])["overrides"] == ov)
     check(r.ok("depth 1.20") == {"target_depth_mm": 1.2}, "back inside: no override")
@@ -214,6 +220,7 @@ def test_serial_depth_outside_the_preset_is_refused_unless_overridden():
     r.close()
 
 
+@req("TR-04", "TR-05")
 def test_button_override_needs_a_new_press_held_three_seconds():
     """TR-04, TR-05: at the preset's max the hold that got there does nothing more; a new
     press held less than 3 s does nothing; held 3 s it steps once beyond the range (never
@@ -255,6 +262,7 @@ def test_button_override_needs_a_new_press_held_three_seconds():
     r.close()
 
 
+@req("TR-05")
 def test_override_before_the_session_is_recorded_at_its_start():
     """TR-05: a target overridden before a cartridge is confirmed is recorded in the new
     session at its start, with who set it; the session names the preset of its first pass."""
@@ -293,6 +301,7 @@ def test_override_before_the_session_is_recorded_at_its_start():
     r.close()
 
 
+@req("TR-06")
 def test_buttons_select_the_next_preset():
     """TR-06: on a ready pen, plus+minus held then start selects the next stored preset (by
     name, wrapping, skipping one that cannot be selected), loading its default depth and rate
@@ -345,6 +354,7 @@ def test_buttons_select_the_next_preset():
     r.close()
 
 
+@req("PS-19")
 def test_rate_takes_one_road_from_buttons_and_serial():
     """PS-19: `run HZ`, `set stroke_hz` and a button step change the same rate target the same
     way: checked against the range, stored in the settings, followed by the running drive in
@@ -371,6 +381,7 @@ def test_rate_takes_one_road_from_buttons_and_serial():
     r.close()
 
 
+@req("TR-07")
 def test_summary_with_every_bound_reached_fits_one_record():
     """TR-07: a session with the most passes, faults and overrides the summary itemises (each
     field at its widest, a pass open as before a run) stays within the store's record size

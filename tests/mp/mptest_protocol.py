@@ -4,7 +4,7 @@ and nothing changed by a bad line."""
 
 import json
 
-from mphelp import check
+from mphelp import check, req
 from protofake import FakeApp
 
 from firmware import errors as E
@@ -19,6 +19,7 @@ def _one_line(r):
     check(r == "ok" or r.startswith("ok ") or r.startswith("error:"), r)
 
 
+@req("SP-30")
 def test_every_command_has_help():
     """SP-30: every `cmd_X` has a help entry (generated from its docstring), and `help` lists
     them all."""
@@ -30,6 +31,7 @@ def test_every_command_has_help():
     check(len(lst) == len(names) and all(d["help"] for d in lst))
 
 
+@req("SP-31")
 def test_hello_reports_versions_and_schema():
     """SP-31: the handshake reports firmware version, protocol version and schema hash."""
     app = FakeApp()
@@ -38,6 +40,7 @@ def test_hello_reports_versions_and_schema():
     check(h["schema_hash"] == schema_hash() and len(h["schema_hash"]) == 64)
 
 
+@req("SP-32")
 def test_tags_are_echoed():
     """SP-32: a `#N ` tag is echoed on the reply, ok or error; a bad tag is an error."""
     app = FakeApp()
@@ -50,6 +53,7 @@ def test_tags_are_echoed():
         check(app.cmd(bad).startswith("error:%d " % E.BAD_LINE), bad)
 
 
+@req("SP-33")
 def test_bad_lines_get_one_error_and_change_nothing():
     """SP-33: malformed lines (not UTF-8, empty, unknown, wrong arguments) each get exactly one
     `error:N` line; no setting and no pen call changes."""
@@ -71,6 +75,7 @@ def test_bad_lines_get_one_error_and_change_nothing():
     check(app.pen.calls == [], "no pen call: %r" % app.pen.calls)
 
 
+@req("SP-34")
 def test_commands_drive_the_facade_and_pass_refusals():
     """SP-34: the pen commands call the state machine's facade; its refusals come back as
     their numbered errors."""
@@ -101,6 +106,7 @@ def test_commands_drive_the_facade_and_pass_refusals():
     check(("run", 120) in pen.calls and ("move_steps", -40) in pen.calls)
 
 
+@req("SP-35")
 def test_status_faults_and_settings_are_json():
     """SP-35: status, faults, settings, dump, get and calib get answer one JSON payload."""
     app = FakeApp()
@@ -119,6 +125,7 @@ def test_status_faults_and_settings_are_json():
     check(app.err("get preset.nope.stroke_hz") == E.UNKNOWN_SETTING)
 
 
+@req("TM-10")
 def test_telemetry_commands():
     """TM-10: `telemetry on/off` drive the stream; `telemetry fetch SEQ N` returns the kept
     samples from SEQ (from the oldest kept if SEQ is older), at most N."""
@@ -143,6 +150,7 @@ def test_telemetry_commands():
     check([s["seq"] for s in got] == list(range(400, 500)))
 
 
+@req("TM-11")
 def test_session_commands():
     """TM-11, TM-21: session summaries are listed (bounded: the newest 32 or N from FIRST) and
     fetched; a missing one is NOT_FOUND; `session ack N` / `session info` reach the store."""
@@ -161,6 +169,7 @@ def test_session_commands():
     check(app.err("session summary last") == E.NOT_FOUND)
 
 
+@req("SP-36")
 def test_an_internal_error_still_gets_one_reply():
     """SP-36: an unexpected exception in a command is answered `error:19` (one line), and the
     protocol keeps working."""

@@ -7,7 +7,7 @@ assembly and resync, real-time bytes acting at once, replies that never block th
 import asyncio
 import json
 
-from mphelp import check, info
+from mphelp import check, info, req
 from protofake import FakeApp
 
 from firmware import errors as E
@@ -121,6 +121,7 @@ class _Sink:
         self.ev.append(("rt", chr(c)))
 
 
+@req("SP-40")
 def test_line_assembly_rules():
     """SP-40: lines end at LF, CR or CRLF (one end each); `!` and `?` are taken out wherever
     they are; an over-long line is one LINE_TOO_LONG (tag kept), control bytes one BAD_LINE;
@@ -144,6 +145,7 @@ def test_line_assembly_rules():
     check(s.ev[-1] == ("line", b"x" * MAX_LINE), "exactly MAX_LINE bytes is a line")
 
 
+@req("SP-41")
 def test_garbage_and_half_lines_cost_one_error_each():
     """SP-41: after binary garbage or a half line (a reconnect), the next command is answered
     normally; each bad line got exactly one error reply."""
@@ -162,6 +164,7 @@ def test_garbage_and_half_lines_cost_one_error_each():
     check(r[2].startswith("ok {") and json.loads(r[2][3:])["protocol_version"] == 1)
 
 
+@req("SP-42")
 def test_bang_stops_at_once_even_while_a_reply_waits():
     """SP-42: `!` stops the needle at once in every state, even while the link waits to write
     a reply to a host that does not read; `?` answers with a `~S` line."""
@@ -189,6 +192,7 @@ def test_bang_stops_at_once_even_while_a_reply_waits():
     check(port.status_lines == 1)
 
 
+@req("SP-43")
 def test_a_reply_the_host_never_reads_is_dropped_not_blocking():
     """SP-43: a reply waits at most REPLY_WAIT_MS for the port, then is dropped; the pen keeps
     working and the next reply is a clean line."""
@@ -207,6 +211,7 @@ def test_a_reply_the_host_never_reads_is_dropped_not_blocking():
     check(port.replies == ['#4 ok {"stroke_hz": 100}'], repr(port.replies))
 
 
+@req("TM-12")
 def test_stream_at_200_hz_has_no_gaps():
     """TM-12: `telemetry on 200` streams one `~T` line per sample, seq one by one, t_ms 5 ms
     apart, for 5 virtual seconds."""
@@ -223,6 +228,7 @@ def test_stream_at_200_hz_has_no_gaps():
     check(port.bad_dt == 0, "t_ms steps of 5 ms")
 
 
+@req("TM-13")
 def test_a_stalled_host_gets_a_gap_then_backfills_it():
     """TM-13: while the host does not read, the pen keeps sampling (nothing blocks); when it
     reads again the stream skips ahead, and `telemetry fetch` returns every missing sample."""
@@ -257,6 +263,7 @@ def test_a_stalled_host_gets_a_gap_then_backfills_it():
     check(svc.gaps >= 1)
 
 
+@req("TM-14")
 def test_samples_from_the_facades_integer_fast_path():
     """TM-14: a facade with telemetry_into(buf) fills the sample as ints (no status dict per
     sample); the ring and the stream carry exactly those values."""

@@ -9,7 +9,7 @@ shows what really happened. SF-03 (every fault) is the fault matrix, mptest_faul
 # (the simulator, this harness and the application's bytecode besides the firmware's data)
 
 from app_rig import AppRig
-from mphelp import check, info, raises
+from mphelp import check, info, raises, req
 
 from firmware import errors as E
 from firmware.errors import Refused
@@ -33,6 +33,7 @@ async def _try_to_run(r, why):
     check(not r.motor_driven() and not r.app.needle.running, "motor driven in %s" % state)
 
 
+@req("SF-01", "PS-2", "UI-9")
 def test_needle_never_runs_unless_homed_and_armed():
     """SF-01, PS-2, UI-9: while homing, homed but not armed, armed without a cartridge, in
     FAULT with the axis unhomed and after the fault is cleared, every way to start the needle
@@ -83,6 +84,7 @@ def test_needle_never_runs_unless_homed_and_armed():
     rig.close()
 
 
+@req("SF-02", "PS-7", "DS-10", "DS-12", "SP-7")
 def test_depth_never_beyond_the_limit_at_any_layer():
     """SF-02, PS-7, DS-10, DS-12, SP-7: a depth beyond the limit is refused by the protocol
     (`depth`, `set depth`), the state machine and the depth axis; PLUS held stops at the

@@ -4,7 +4,7 @@ moment loses no completed record."""
 
 import os
 
-from mphelp import check, info
+from mphelp import check, info, req
 
 from firmware.sessions import Sessions
 from firmware.sessionstore import SessionStore
@@ -75,6 +75,7 @@ def _session(s, clock, passes, strokes0=0):
     return st
 
 
+@req("PS-14")
 def test_summary_matches_what_happened():
     """PS-14: a session's summary lists each pass with its depth, rate, strokes and duration,
     the faults, the totals; it is stored after each pass and read back the same."""
@@ -107,6 +108,7 @@ def test_summary_matches_what_happened():
     os.umount("/fl")
 
 
+@req("PS-15", "SP-60")
 def test_store_is_bounded_drops_oldest_and_counts_unfetched():
     """PS-15, SP-60: the store keeps the newest `keep` sessions; older ones are dropped,
     oldest first, each counted, and counted as unfetched when the host had not confirmed it
@@ -144,6 +146,7 @@ def test_store_is_bounded_drops_oldest_and_counts_unfetched():
     os.umount("/fl")
 
 
+@req("PS-16")
 def test_corrupt_record_is_absent_its_neighbours_intact():
     """PS-16: a session file whose bytes changed (bit rot, a write torn outside littlefs)
     fails its CRC and reads as absent; the others read back whole."""
@@ -166,6 +169,7 @@ def test_corrupt_record_is_absent_its_neighbours_intact():
     os.umount("/fl")
 
 
+@req("PS-16", "SP-61")
 def test_power_cut_on_littlefs_at_every_write():
     """PS-16, SP-61: on a littlefs flash (RAM block device), the power is cut after N block
     writes for every N while a session is stored; after remount every session stored before is

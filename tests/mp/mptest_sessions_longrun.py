@@ -10,7 +10,7 @@ import gc
 import random
 
 import vfs
-from mphelp import check, info
+from mphelp import check, info, req
 from ramfs import FlatFlash, unmount
 
 from firmware.sessions import Sessions
@@ -68,6 +68,7 @@ def _check_record(r, n, state):
         check("interrupted_pass" not in r and "pass_open" not in r, repr(r))
 
 
+@req("SP-60", "SP-61", "SP-62")
 def test_thousand_sessions_with_power_cuts_lose_nothing_kept():
     """SP-60, SP-61, SP-62: 1,000 sessions (1-4 passes each) on a 1408 KiB littlefs with 4 KiB
     blocks, the power cut at a random block write in about one session in ten, with about

@@ -3,7 +3,7 @@ clinician lock on protected settings, the replayable dump, observers (SP- requir
 
 from binascii import hexlify
 
-from mphelp import check, raises
+from mphelp import check, raises, req
 from protofake import FakeApp
 
 from firmware import errors as E
@@ -21,6 +21,7 @@ from firmware.settings import (
 )
 
 
+@req("SP-1")
 def test_schema_defaults_are_valid_and_within_bounds():
     """SP-1: every schema entry has a type, unit, bounds and a default inside them; the
     uncalibrated table is firmware/calib.py's nominal one."""
@@ -39,6 +40,7 @@ def test_schema_defaults_are_valid_and_within_bounds():
         s.text(must)
 
 
+@req("SP-2")
 def test_schema_hash_is_sha256_of_canonical_text():
     """SP-2: the handshake's schema hash is the sha256 of the canonical schema text."""
     import hashlib
@@ -48,6 +50,7 @@ def test_schema_hash_is_sha256_of_canonical_text():
     check(h == hexlify(hashlib.sha256(canonical_schema().encode()).digest()).decode())
 
 
+@req("SP-3")
 def test_strict_number_parsing():
     """SP-3: values are parsed strictly: no exponents, signs, nan, blanks or excess precision."""
     check(parse_mm("1") == 1000 and parse_mm("1.25") == 1250 and parse_mm("0.050") == 50)
@@ -61,6 +64,7 @@ def test_strict_number_parsing():
     check(fmt_mm(500) == "0.50" and fmt_mm(-120) == "-0.12" and fmt_mm(1005) == "1.005")
 
 
+@req("SP-4")
 def test_set_validates_and_refusal_changes_nothing():
     """SP-4: `set` checks type, bounds, the 0.01 mm grid and the cross-setting rules; a refused
     value changes nothing."""
@@ -83,6 +87,7 @@ def test_set_validates_and_refusal_changes_nothing():
     check(app.ok("get depth") == {"depth": 1.2})
 
 
+@req("SP-5")
 def test_protected_settings_need_unlock():
     """SP-5: protected settings (depth limit, stroke-rate range, calibration, presets,
     cartridge limit) are refused with error LOCKED until unlocked."""
@@ -99,6 +104,7 @@ def test_protected_settings_need_unlock():
     check(s.get("depth_limit") == 2000)
 
 
+@req("SP-6")
 def test_stopped_only_settings_refused_while_running():
     """SP-6: stopped-only settings are refused while the needle motor runs (MOTOR_RUNNING)."""
     app = FakeApp()
@@ -111,6 +117,7 @@ def test_stopped_only_settings_refused_while_running():
     check(app.ok("set stroke_hz 120") == {"stroke_hz": 120})
 
 
+@req("SP-7")
 def test_cross_setting_rules():
     """SP-7: depth <= depth_limit and stroke_hz_min <= stroke_hz <= stroke_hz_max always;
     a change breaking either is refused, never clamped."""
@@ -132,6 +139,7 @@ def _load_preset(s, name, lo, hi, d, hz):
         s.set("preset.%s.%s" % (name, f), v, unlocked=True)
 
 
+@req("SP-8")
 def test_presets_select_range_override_and_edit():
     """SP-8: presets are stored field by field as the host sends them; selecting one checks it
     as a whole and loads its default depth and rate; depth stays inside its range unless
@@ -168,6 +176,7 @@ def test_presets_select_range_override_and_edit():
     check(lst["presets"]["deep"]["depth_max_mm"] == 3.0 and lst["active"] == "none")
 
 
+@req("SP-8")
 def test_preset_count_is_bounded():
     """SP-8: at most MAX_PRESETS presets (bounded memory and record size)."""
     s = Settings()
@@ -179,6 +188,7 @@ def test_preset_count_is_bounded():
     s.set("preset.p16.stroke_hz", "100", unlocked=True)
 
 
+@req("SP-9")
 def test_calibration_table_is_validated():
     """SP-9: the calibration table is a flat [steps, um, ...] list, strictly increasing in both
     columns with a plausible slope; anything else is refused and changes nothing."""
@@ -193,6 +203,7 @@ def test_calibration_table_is_validated():
     check(s.text("calib") == "[0,-120,700,1700,1440,3600]")
 
 
+@req("SP-10")
 def test_dump_replays_onto_any_pen():
     """SP-10: `dump` gives `set` lines that rebuild the same settings on a pen holding anything
     else (including a different active preset and narrower limits)."""
@@ -223,6 +234,7 @@ def test_dump_replays_onto_any_pen():
     check(sb.as_json() == sa.as_json())
 
 
+@req("SP-11")
 def test_observer_can_veto_and_rollback():
     """SP-11: a change the hardware refuses (the observer raises Refused) leaves the setting
     as it was, and nothing is stored."""
@@ -233,6 +245,7 @@ def test_observer_can_veto_and_rollback():
     check(s.get("depth") == 500 and app.pen.targets.depth_um == 500)
 
 
+@req("SP-12")
 def test_config_getter_units_and_no_aliases():
     """SP-12: `get` returns the internal value (µm for a depth, Hz, s), what the firmware
     reads; only the schema's names exist (no second name for a setting)."""

@@ -12,7 +12,7 @@ whose 0..limit does not fit the travel must be refused with the reason, changing
 # (the simulator, this harness and the application's bytecode besides the firmware's data)
 
 from app_rig import AppRig
-from mphelp import check, info
+from mphelp import check, info, req
 
 from firmware.auth import hmac_sha256
 
@@ -75,6 +75,7 @@ def _table(rnd, kind):
     return flat
 
 
+@req("SF-04", "DS-31")
 def test_generated_tables_accepted_or_refused_by_the_mechanics():
     """SF-04, DS-31: 160 generated tables sent with `set calib` (unlocked): every table a real
     pen can measure is accepted; every table with a scale error beyond the tolerance, an offset
@@ -117,6 +118,7 @@ def test_generated_tables_accepted_or_refused_by_the_mechanics():
     info("tables %r" % counts)
 
 
+@req("SF-05")
 def test_limit_and_table_within_the_travel_at_every_layer():
     """SF-05: a depth limit (`set depth_limit_mm`) or a table (`calib set`) whose 0..limit
     would need steps beyond the mechanical travel, or below the closest step a move goes to,

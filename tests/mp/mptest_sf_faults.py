@@ -8,7 +8,7 @@ on flash."""
 # (the simulator, this harness and the application's bytecode besides the firmware's data)
 
 from app_rig import AppRig
-from mphelp import check, info
+from mphelp import check, info, req
 
 
 async def _run_and_fault(r, plant_fault):
@@ -25,6 +25,7 @@ async def _run_and_fault(r, plant_fault):
     await r.until(lambda: r.state() == "READY" and not r.app.depth.busy, 3000, "ready again")
 
 
+@req("SF-11", "SP-30")
 def test_every_fault_since_boot_in_the_log_and_the_session():
     """SF-11, SP-30: ten plant faults (stall and over-current in turn) in one session, each
     cleared: the `faults` log lists all ten, in order (the event log of 32 entries would have
@@ -63,6 +64,7 @@ def test_every_fault_since_boot_in_the_log_and_the_session():
     info("faults %r" % seen)
 
 
+@req("SF-11")
 def test_fault_log_is_bounded_with_an_overflow_count():
     """SF-11: more faults since boot than the log itemises (120): the first one and the newest
     48 are listed, `dropped` counts the rest, and nothing else is lost: listed + dropped = all."""
@@ -90,6 +92,7 @@ def test_fault_log_is_bounded_with_an_overflow_count():
         r.close()
 
 
+@req("SF-12", "DS-41")
 def test_clear_refused_while_the_endstop_still_reads_closed():
     """SF-12, DS-41: the home switch sticks closed while the needle runs: FAULT latched; `clear`
     and the START hold are refused with the reason (error:9, the endstop reads closed) while it

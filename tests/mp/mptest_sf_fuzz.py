@@ -16,7 +16,7 @@ a stray `set` of an open setting would show as an `ok` and be reported)."""
 # (the simulator, this harness and the application's bytecode besides the firmware's data)
 
 from app_rig import AppRig
-from mphelp import check, info
+from mphelp import check, info, req
 
 N_STRINGS = 100_000
 
@@ -82,6 +82,7 @@ def _expected(data, n, cr):
     return lines, queries, cr
 
 
+@req("SF-07", "SP-33")
 def test_100k_random_byte_strings_change_nothing():
     """SF-07, SP-33: 100,000 random byte strings (1..120 bytes; every byte value, line ends,
     0x03, `!` and `?` among them) into the running, homed application: one reply per line, one

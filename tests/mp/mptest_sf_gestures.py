@@ -17,7 +17,7 @@ after a short or a 1.2 s hold, every ordered pair. Checked against docs/ui.md's 
 
 # mp-timeout: 300
 
-from mphelp import check, info
+from mphelp import check, info, req
 from mptest_pen_fakes import make_pen
 
 from firmware import faults as F
@@ -141,6 +141,7 @@ def _check_gesture(state, name, tl):
     return ran
 
 
+@req("UI-20", "SF-01", "UI-9")
 def test_every_pair_and_order_of_buttons_in_every_state():
     """UI-20, SF-01, UI-9: every button alone, and every ordered pair of buttons (30, 300 or
     1100 ms apart or together; short or 1.2 s holds; released in either order), in every state:
@@ -159,6 +160,7 @@ def test_every_pair_and_order_of_buttons_in_every_state():
     info("%d gestures x states" % n)
 
 
+@req("UI-20")
 def test_plus_held_then_start_never_runs():
     """UI-20: the issue's case: on an armed pen with a cartridge, PLUS held and then START
     pressed (and released first or last) does not run; START then PLUS steps the rate."""

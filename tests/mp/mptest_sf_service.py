@@ -9,7 +9,7 @@ import os
 
 import machine
 from app_rig import AppRig
-from mphelp import check, raises
+from mphelp import check, raises, req
 
 from firmware import service
 from firmware.errors import Refused
@@ -57,6 +57,7 @@ def _run(r, clock, btn, mask, ms):
         clock.t += 5
 
 
+@req("SF-08")
 def test_service_request_needs_a_fresh_2_s_start_hold_within_15_s():
     """SF-08: after `service reboot` the pen resets into service mode only when START is
     pressed anew and held 2 s within 15 s: a 1.9 s hold, a START already held when the request
@@ -84,6 +85,7 @@ def test_service_request_needs_a_fresh_2_s_start_hold_within_15_s():
     check(not resets and not service.take_flag(tmp), "a lapsed request reset the pen")
 
 
+@req("PS-18", "SF-08")
 def test_leaving_the_application_restarts_safe_never_the_repl():
     """PS-18, SF-08: whatever ends the application in normal mode (an exception from inside
     it, a KeyboardInterrupt), the real firmware.app.main() leaves the hardware safe (bridge
@@ -123,6 +125,7 @@ def test_leaving_the_application_restarts_safe_never_the_repl():
             rig.close()
 
 
+@req("SF-09")
 def test_unlock_backoff_survives_a_reboot():
     """SF-09: three wrong answers are stored before they are answered; a new Auth on the same
     flash (a reboot) refuses the next attempt for the whole wait again; a right answer clears

@@ -4,7 +4,7 @@ defaults with SETTINGS_CORRUPT, never a crash, no writes while the motor runs (S
 import os
 import struct
 
-from mphelp import check, raises
+from mphelp import check, raises, req
 from ramfs import RamFlash, format_and_mount, unmount
 
 from firmware import errors as E
@@ -27,6 +27,7 @@ def _write_raw(data):
         f.write(data)
 
 
+@req("SP-13")
 def test_round_trip_and_generation():
     """SP-13: saved settings load back identical; every save raises the generation."""
     _fresh()
@@ -44,6 +45,7 @@ def test_round_trip_and_generation():
     unmount()
 
 
+@req("SP-14")
 def test_corrupt_or_unknown_record_gives_defaults_and_fault():
     """SP-14: a record with a bad magic, CRC, length, format version, JSON or value loads as
     the defaults with the SETTINGS_CORRUPT fault, and never raises."""
@@ -87,6 +89,7 @@ def test_corrupt_or_unknown_record_gives_defaults_and_fault():
     unmount()
 
 
+@req("SP-15")
 def test_missing_keys_take_defaults_unknown_keys_ignored():
     """SP-15: a record from an older/newer schema: missing settings take their defaults,
     settings this firmware does not know are ignored, no fault."""
@@ -99,6 +102,7 @@ def test_missing_keys_take_defaults_unknown_keys_ignored():
     unmount()
 
 
+@req("SP-52")
 def test_record_with_the_old_depth_key_names_keeps_its_values():
     """SP-52: a record stored before the depth keys were renamed (depth_mm, depth_limit_mm,
     depth_step_mm held µm then too) loads with its values: the clinic's limit survives."""
@@ -112,6 +116,7 @@ def test_record_with_the_old_depth_key_names_keeps_its_values():
     unmount()
 
 
+@req("SP-16")
 def test_no_flash_write_while_motor_runs():
     """SP-16: the store refuses to write while the needle motor runs (MOTOR_RUNNING); a change
     made meanwhile is kept in RAM and written by flush() once stopped."""
@@ -141,6 +146,7 @@ class _FailingStore(Store):
         raise Refused(E.STORAGE, "storage write failed (28)")
 
 
+@req("SP-17", "SP-53")
 def test_failed_write_changes_nothing():
     """SP-17, SP-53: when the flash write fails, a change answers STORAGE and the setting (and
     what the hardware was told) is as before: the targets' owner puts the depth stop back."""
@@ -156,6 +162,7 @@ def test_failed_write_changes_nothing():
     check(depth.moves[-2:] == [1000, 500], "the stop was sent back: %r" % depth.moves)
 
 
+@req("SP-17")
 def test_full_filesystem_is_a_storage_error():
     """SP-17: on a full filesystem `set` fails with STORAGE and changes nothing; the stored
     record stays readable; with room again, saving works."""

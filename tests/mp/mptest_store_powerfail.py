@@ -4,7 +4,7 @@ after each cut the pen boots with the old or the new settings, never a mix, neve
 
 # mp-timeout: 300
 
-from mphelp import check, info
+from mphelp import check, info, req
 from ramfs import RamFlash, format_and_mount, mount_fs, unmount
 
 from firmware import faults as F
@@ -88,6 +88,7 @@ def _run(torn_bytes, block_size=512, blocks=24):
     return cuts
 
 
+@req("SP-18")
 def test_power_cut_at_every_block_write_old_or_new():
     """SP-18: a cut at every block write (the write lost) of 20 saves: the next boot has the
     old or the new settings, whole, without a fault."""
@@ -96,6 +97,7 @@ def test_power_cut_at_every_block_write_old_or_new():
     check(n >= 60, "cuts %d" % n)
 
 
+@req("SP-18")
 def test_power_cut_with_torn_writes_old_or_new():
     """SP-18: as above, but the block write during which the power fails is torn (its first
     100 bytes programmed)."""
@@ -104,6 +106,7 @@ def test_power_cut_with_torn_writes_old_or_new():
     check(n >= 60, "cuts %d" % n)
 
 
+@req("SP-18")
 def test_power_cut_with_flash_sized_blocks():
     """SP-18: the same with 4 kB erase blocks, as on the RP2040's flash."""
     n = _run(torn_bytes=1000, block_size=4096, blocks=10)

@@ -4,7 +4,7 @@ allocation-free recording; sequence numbers; time base; reading back what was re
 import gc
 
 import micropython
-from mphelp import check, info
+from mphelp import check, info, req
 
 from firmware.telemetry import (
     BATTERY_MV,
@@ -31,6 +31,7 @@ def _sample(i):
             1000 + (i * 7) % 300, 1000, (i * 7) % 2048, 3700 + (i // 400) * 10, 0)  # fmt: skip
 
 
+@req("TM-1")
 def test_ring_holds_60_s_at_200_hz_compactly():
     """TM-1: the ring keeps at least 12,000 samples (60 s at 200 Hz), preallocated at
     construction in about 60 kB plus the context ring, even with the depth stop moving all the
@@ -61,6 +62,7 @@ def test_ring_holds_60_s_at_200_hz_compactly():
     check(gc.mem_free() >= before - used - 4096, "recording allocated nothing lasting")
 
 
+@req("TM-2")
 def test_record_allocates_nothing():
     """TM-2: record() uses ints only and allocates nothing (heap locked), so it can run in any
     context, even a hard-timer tick."""
@@ -79,6 +81,7 @@ def test_record_allocates_nothing():
     check(tm.next_seq == 2001)
 
 
+@req("TM-3")
 def test_fields_read_back_within_their_resolution():
     """TM-3: every field reads back as recorded: stroke_hz to 0.1 Hz (0..204.7), duty to 1/32
     of duty_u16, current to 2 mA (0..2046), the slow fields exactly; seq one by one."""
@@ -111,6 +114,7 @@ def test_fields_read_back_within_their_resolution():
         check(abs(out[BATTERY_MV] - b) < 20, "battery")
 
 
+@req("TM-4")
 def test_time_base_is_exact_through_jitter_and_pauses():
     """TM-4: a sample's t_ms is the ticks_ms it was taken at, whatever the scheduling jitter;
     pauses (a GC, a slow display write) cost a context entry only when the samples have drifted
@@ -137,6 +141,7 @@ def test_time_base_is_exact_through_jitter_and_pauses():
     check(tm.entries <= 10, "entries %d" % tm.entries)
 
 
+@req("TM-5")
 def test_context_eviction_moves_oldest_up():
     """TM-5: if the slow fields change so often that the context ring wraps, the samples that
     lost their context are no longer offered (oldest() moves up), never misreported."""

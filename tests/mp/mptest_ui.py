@@ -1,7 +1,7 @@
 """The button gestures (firmware/ui.py) on synthetic button timelines, against the state
 machine with fake drive and axis. Time is the fake clock: every verdict is deterministic."""
 
-from mphelp import check
+from mphelp import check, req
 from mptest_pen_fakes import make_pen
 
 from firmware import faults as F
@@ -41,6 +41,7 @@ def tap(ui, clock, mask, ms=100):
     hold(ui, clock, 0, 60)
 
 
+@req("UI-1", "PS-2")
 def test_short_start_refused_when_not_armed_says_why():
     """UI-1, PS-2: a short start on a ready (unarmed) pen is refused, the display message says
     why and the motor never starts; on a homing pen it says not homed."""
@@ -55,6 +56,7 @@ def test_short_start_refused_when_not_armed_says_why():
     check(needle.starts == 0)
 
 
+@req("UI-2")
 def test_hold_start_arms_short_start_runs_and_stops():
     """UI-2: hold start 1 s arms (not before 1 s); a short press runs an armed pen with a
     cartridge; a press while running stops at the press (not at its release)."""
@@ -79,6 +81,7 @@ def test_hold_start_arms_short_start_runs_and_stops():
     check(pen.state == P.ARMED, "the release of the stop press did not run again")
 
 
+@req("UI-1")
 def test_bounce_and_glitches_ignored():
     """UI-1: contact bounce shorter than debounce_ms is no press; a 10 ms glitch is no press."""
     ui, pen, needle, depth, clock, bz = rig()
@@ -92,6 +95,7 @@ def test_bounce_and_glitches_ignored():
     check(pen.targets.depth_um == t0 + 50, "one bouncy press = one step: %d" % pen.targets.depth_um)
 
 
+@req("UI-3")
 def test_depth_steps_repeat_and_stop_at_limit():
     """UI-3: plus/minus move the target by depth_step; holding repeats every repeat_ms after
     repeat_delay_ms; at the limit the target stops and the limit buzz sounds once."""
@@ -111,6 +115,7 @@ def test_depth_steps_repeat_and_stop_at_limit():
     check(ui.msg is not None and ui.msg[0].startswith("DEPTH MAX"))
 
 
+@req("UI-4", "PS-7")
 def test_depth_buttons_while_running_change_rate_not_depth():
     """UI-4, PS-7: while running, plus/minus never move the depth; they change the rate."""
     ui, pen, needle, depth, clock, bz = rig()
@@ -123,6 +128,7 @@ def test_depth_buttons_while_running_change_rate_not_depth():
     check(pen.targets.rate_hz == r0 + 5 and needle.target_hz == pen.targets.rate_hz)
 
 
+@req("UI-5")
 def test_start_plus_changes_rate_and_uses_up_start():
     """UI-5: holding start and pressing plus/minus changes the stroke rate; the start press is
     then used up (no arm at 1 s, no run at release)."""
@@ -139,6 +145,7 @@ def test_start_plus_changes_rate_and_uses_up_start():
     check(pen.targets.depth_um == 500, "depth untouched")
 
 
+@req("UI-6")
 def test_cartridge_chord_needs_both_for_one_second():
     """UI-6: plus+minus held together 1 s confirm a cartridge; shorter, or one alone, does
     not; the chord does not step the depth."""
@@ -154,6 +161,7 @@ def test_cartridge_chord_needs_both_for_one_second():
     check(pen.targets.depth_um == d0, "no depth step from the chord: %d" % pen.targets.depth_um)
 
 
+@req("UI-7", "PS-4")
 def test_hold_start_clears_fault_only_when_cause_gone():
     """UI-7, PS-4: in FAULT a short start is refused (shown); holding start 1 s clears the fault
     if its cause is gone, else shows that it is still present; after a clear the pen is not
@@ -176,18 +184,29 @@ def test_hold_start_clears_fault_only_when_cause_gone():
     check(pen.state == P.READY, "cleared, not armed: %s" % P.NAMES[pen.state])
 
 
+@req("UI-8")
 def test_any_button_wakes_and_does_nothing_else():
-    """UI-8: a press on a sleeping pen only wakes it."""
-    ui, pen, needle, depth, clock, bz = rig()
-    clock.advance(pen.settings.get("sleep_s") * 1000 + 1)
-    pen.poll()
-    check(pen.state == P.SLEEP)
-    d0 = pen.targets.depth_um
-    hold(ui, clock, PLUS, 2000)
-    hold(ui, clock, 0, 60)
-    check(pen.state == P.READY and pen.targets.depth_um == d0, "woken, depth untouched")
+    """UI-8: any press on a sleeping pen (START, PLUS, MINUS, PLUS+MINUS, START+PLUS; a tap or
+    a 2 s hold) only wakes it: READY, the depth untouched, the needle never started, no
+    cartridge confirmed."""
+    for mask in (START, PLUS, MINUS, PLUS | MINUS, START | PLUS):
+        for ms in (60, 2000):
+            ui, pen, needle, depth, clock, bz = rig()
+            clock.advance(pen.settings.get("sleep_s") * 1000 + 1)
+            pen.poll()
+            check(pen.state == P.SLEEP)
+            d0, p0, c0 = pen.targets.depth_um, depth.position_um, pen.cart.number
+            hold(ui, clock, mask, ms)
+            hold(ui, clock, 0, 60)
+            where = "mask %d for %d ms" % (mask, ms)
+            check(pen.state == P.READY, "%s: state %r" % (where, pen.state))
+            moved = "%s moved the depth" % where
+            check(pen.targets.depth_um == d0 and depth.position_um == p0, moved)
+            check(needle.starts == 0, "%s started the needle" % where)
+            check(pen.cart.number == c0 and not pen.cart.ok, "%s: a cartridge" % where)
 
 
+@req("UI-9")
 def test_single_accidental_press_never_runs():
     """UI-9: from READY with a cartridge, no single press or hold of any button (0.05..3 s)
     starts the needle."""

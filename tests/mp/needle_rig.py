@@ -2,16 +2,19 @@
 hard machine.Timer (heap locked in every call), and measurements taken from the plant's truth
 (the rotor's turns), independent of what the firmware measures."""
 
-import board_sim
-import machine
-import rp2
-from mphelp import SIM
+import gc
 
-import hardware.pins as P
-from drivers.analog import Analog
-from drivers.motor import Motor
-from drivers.stroke_pio import StrokeCapture
-from firmware.needle import NeedleDrive
+gc.collect()  # the test module's compile leaves the heap fragmented; the plant compiles next
+import board_sim  # noqa: E402
+import machine  # noqa: E402
+import rp2  # noqa: E402
+from mphelp import SIM  # noqa: E402
+
+import hardware.pins as P  # noqa: E402
+from drivers.analog import Analog  # noqa: E402
+from drivers.motor import Motor  # noqa: E402
+from drivers.stroke_pio import StrokeCapture  # noqa: E402
+from firmware.needle import NeedleDrive  # noqa: E402
 
 STROKE_SM = 0
 
@@ -28,8 +31,8 @@ def build_drivers():
 
 
 class Rig:
-    def __init__(self, drive_cls=NeedleDrive, timer=True, **kw):
-        self.pen = board_sim.VirtualPen(SIM)
+    def __init__(self, drive_cls=NeedleDrive, timer=True, unit=0, **kw):
+        self.pen = board_sim.VirtualPen(SIM, unit)
         self.motor, self.stroke, self.analog = build_drivers()
         self.drive = drive_cls(self.motor, self.stroke, self.analog, **kw)
         self.timer = None
@@ -52,9 +55,9 @@ class Rig:
         def on_edge(t):
             edges.append(t)
 
-        self.plant.edge_listeners.append(on_edge)
+        self.plant.turn_listeners.append(on_edge)
         SIM.advance(ms * 1000)
-        self.plant.edge_listeners.remove(on_edge)
+        self.plant.turn_listeners.remove(on_edge)
         if len(edges) < 2:
             return 0.0
         return (len(edges) - 1) * 1e6 / (edges[-1] - edges[0])
@@ -69,9 +72,9 @@ class Rig:
                 out.append((t, 1e6 / (t - last[0])))
             last[0] = t
 
-        self.plant.edge_listeners.append(on_edge)
+        self.plant.turn_listeners.append(on_edge)
         SIM.advance(ms * 1000)
-        self.plant.edge_listeners.remove(on_edge)
+        self.plant.turn_listeners.remove(on_edge)
         return out
 
 

@@ -23,25 +23,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_sessions)
 
 
-def _pen_sessions(args) -> tuple[list | None, str | None]:
+def _pen_sessions(args) -> tuple[list | None, dict | None, str | None]:
+    """The pen's own session list, its store's counters (kept, dropped, dropped before the
+    host fetched them) apart from the list, and the problem when the pen could not be asked."""
     from ..link import LinkError, PortNotFound, session
 
     try:
         with session(args, check=False, timeout=3.0) as link:
             listed = link.call("session list")
-            try:
-                info = link.call("session info")
-            except LinkError:
-                info = None  # a pen from before the counters
-        if isinstance(info, dict) and isinstance(listed, list):
-            listed.append({"kept": info.get("kept"), "of": info.get("keep"),
-                           "dropped": info.get("dropped"),
-                           "dropped_before_fetched": info.get("unfetched")})  # fmt: skip
-        return listed, None
+            info = link.call("session info")
+        store = None
+        if isinstance(info, dict):
+            store = {"kept": info.get("kept"), "of": info.get("keep"),
+                     "dropped": info.get("dropped"),
+                     "dropped_before_fetched": info.get("unfetched")}  # fmt: skip
+        return listed, store, None
     except PortNotFound:
-        return None, "no pen connected"
+        return None, None, "no pen connected"
     except LinkError as exc:
-        return None, str(exc)
+        return None, None, str(exc)
 
 
 def cmd_sessions(args) -> int:
@@ -59,9 +59,11 @@ def cmd_sessions(args) -> int:
             raise CliError(str(exc)) from exc
         except sqlite3.DatabaseError as exc:
             raise CliError(f"the telemetry database {path} is damaged ({exc})") from exc
-    pen, problem = (None, "not asked (--no-pen)") if args.no_pen else _pen_sessions(args)
+    pen, store, problem = ((None, None, "not asked (--no-pen)") if args.no_pen
+                           else _pen_sessions(args))  # fmt: skip
     if args.json:
-        print(json.dumps({"db": str(path), "host": host, "pen": pen, "pen_problem": problem}))
+        print(json.dumps({"db": str(path), "host": host, "pen": pen, "pen_store": store,
+                          "pen_problem": problem}))  # fmt: skip
         return 0
     print(f"logged on this computer ({path}):")
     if not host:
@@ -83,6 +85,8 @@ def cmd_sessions(args) -> int:
                 print("  " + "  ".join(f"{k}={v}" for k, v in s.items()))
             else:
                 print(f"  {s}")
+        if store is not None:
+            print("  store: " + "  ".join(f"{k}={v}" for k, v in store.items()))
     if pen is None and not args.no_pen and args.port:
         # The pen was asked for by --port/$PEN_PORT and did not answer: that is a failure.
         raise CliError(f"the pen's sessions could not be read: {problem}")

@@ -18,6 +18,7 @@ def cmd_sim(args) -> int:
             flash=Path(args.flash) if args.flash else None,
             speed=args.speed,
             hold=args.hold or "",
+            unit=args.unit,
             log=lambda m: print(m, file=sys.stderr, flush=True),
         )
     except DeployError as exc:
@@ -59,6 +60,18 @@ def cmd_sim_ctl(args) -> int:
     raise CliError(reply.removeprefix("error").strip() or "virtual pen refused the command")
 
 
+def _unit(text: str) -> int:
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n < 1_000_000:
+        raise argparse.ArgumentTypeError(f"unit must be an integer 0..999999, not {text!r}")
+    return n
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "sim",
@@ -71,16 +84,22 @@ def register(sub) -> None:
     p.add_argument("--speed", type=int, default=1, help="virtual seconds per real second")
     p.add_argument("--port-file", help="also write the port path to this file")
     p.add_argument("--hold", help="buttons held at power-up, e.g. start (safe mode)")
+    p.add_argument("--unit", type=_unit, default=0,
+                   help="which pen of the population: its parts drawn from their tolerances, "
+                   "seeded by N (default 0: every part at its datasheet nominal)")
     p.set_defaults(func=cmd_sim)
 
     c = sub.add_parser(
         "sim-ctl",
         help="side channel of the virtual pen: buttons, skin load, gauge, faults",
-        description="press start|plus|minus[+...] [--hold-ms N]; load 0..1; gauge (true needle "
-        "protrusion in mm); battery VOLTS; fault NAME (stall, runaway, sensor_loss, short, "
-        "endstop_open, endstop_closed, missed_steps, battery_low, hang, none); truth; "
+        description="press start|plus|minus[+...] [--hold-ms N]; load 0..2 (1 = the published "
+        "top of the skin's load); gauge (true needle protrusion in mm); battery VOLTS; fault "
+        "NAME (stall, runaway, sensor_loss, short, endstop_open, endstop_closed, missed_steps, "
+        "battery_low, hang, none); truth; "
         "screen [art] (the display read back as text, or its pixels); buzzer [clear] (tones "
-        "played: [start ms, Hz, ms]); power cut (a power loss now: the pen reboots)",
+        "played: [start ms, Hz, ms]); power cut (a power loss now: the pen reboots); unit (this "
+        "pen's parts against nominal); glitch NAME RATE (hall_double, hall_miss, current_spike, "
+        "adc_outlier: the share of strokes or conversions hit) | glitch none | glitch",
     )
     c.add_argument("words", nargs="+", help="the command and its arguments")
     c.add_argument("--hold-ms", type=int, help="with press: how long to hold (default 100)")
