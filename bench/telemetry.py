@@ -22,7 +22,7 @@ from pathlib import Path
 import serial
 
 ROOT = Path(__file__).resolve().parents[1]
-FETCH_N = 100
+FETCH_N = 50  # the pen's FETCH_MAX (firmware/protocol.py)
 
 
 class Collector:

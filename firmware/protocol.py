@@ -39,7 +39,9 @@ from firmware.settings import fmt_mm, parse_int, schema_hash
 from firmware.version import FIRMWARE_VERSION, PROTOCOL_VERSION
 
 _OOM = "error:19 out of memory"  # preallocated: the reply when nothing else can be built
-FETCH_MAX = 100
+# A fetch's reply is built while telemetry streams: ~220 bytes of text per sample. 50 samples
+# (~11 KB transient) is what `pen log` asks for; 100 ran out of heap on a busy virtual pen.
+FETCH_MAX = 50
 FETCH_DEFAULT = 50
 
 

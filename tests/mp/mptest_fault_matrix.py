@@ -842,7 +842,7 @@ def test_serial_disconnect():
         have = bytearray(gap)  # one byte per missed sample: fetched yet?
         seq = last_before + 1
         while seq < first_after:
-            got = r.fetch(seq, 100)
+            got = r.fetch(seq, 50)  # FETCH_MAX
             check(got, "fetch %d returned nothing" % seq)
             for s in got:
                 if last_before < s["seq"] < first_after:

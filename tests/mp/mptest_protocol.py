@@ -146,8 +146,9 @@ def test_telemetry_commands():
     check(s["depth_mm"] == 1.0 and s["current_ma"] == 200 and s["battery_mv"] == 3800)
     check(len(app.ok("telemetry fetch 790")) == 10)
     check(app.ok("telemetry fetch 800") == [])
-    got = app.fetch("telemetry fetch 400 100")
-    check([s["seq"] for s in got] == list(range(400, 500)))
+    got = app.fetch("telemetry fetch 400 50")
+    check([s["seq"] for s in got] == list(range(400, 450)))
+    check(app.cmd("telemetry fetch 400 51").startswith("error:"))  # FETCH_MAX: bounded reply
 
 
 @req("TM-11")
