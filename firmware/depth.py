@@ -327,9 +327,16 @@ class DepthAxis:
 
     def _watch_switch(self, closed):
         """Homed, the switch must stay open away from home. Closed while moving in: the
-        stop reached home early -> steps were lost; closed otherwise: a stuck switch."""
+        stop reached home early -> steps were lost; closed otherwise: a stuck switch.
+        Judged on a settled closed state only (the last reading closed too): the debounced
+        state lags the switch by up to Endstop.SAMPLES polls, and leaving home at full speed
+        the stop is well past WATCH_STEPS before the switch's opening is confirmed (found on
+        the chip, where a poll can come 10 ms late: the check after `cartridge new` latched
+        ENDSTOP_STUCK at step ~100 with the switch open since step 1)."""
         if not self.homed or not closed or self._st.position <= self.WATCH_STEPS:
             return
+        if not self._es.settled:
+            return  # open readings since: the switch is letting go, not stuck
         if self._phase == _MOVE and self._feeding and self._dir == _IN:
             self._pos_known = False
             self._at_inner_end = True  # it is at the switch: as far in as it goes

@@ -12,17 +12,6 @@ import hardware.pins as P
 TICK_MAX_US = 100
 TICK_MEAN_US = 50
 
-# An open defect the chip found (the virtual pen does not show it): after `cartridge new` the
-# endstop check (SF-13) latches "depth endstop stuck" (fault 9) on the chip, so no run starts
-# and every test that runs the needle fails at its start. Strict: the marker must go (and the
-# bound below is asserted again) as soon as the defect is fixed.
-OPEN_DEFECT = pytest.mark.xfail(
-    strict=True,
-    reason="on the chip the endstop check after `cartridge new` latches fault 9 (endstop "
-    "stuck): no run starts",
-)
-
-
 def _start(chip, hz, load):
     """Arm, confirm a cartridge and run at `hz` (retrying while the pen is busy with the depth
     stop: moving, or checking its position after the cartridge's endstop check)."""
@@ -88,7 +77,6 @@ def test_hello_and_status_over_usb_serial(chip):
 
 
 @pytest.mark.req("CH-3")
-@OPEN_DEFECT
 def test_run_100hz_under_skin_load_holds_the_rate(chip):
     """CH-3 (ND-01 on the chip): at 100 Hz under full skin load the mean stroke rate, counted
     from the plant's hall edges over 0.5 s after 0.4 s to settle, is within ±1 %."""
@@ -99,7 +87,6 @@ def test_run_100hz_under_skin_load_holds_the_rate(chip):
 
 
 @pytest.mark.req("CH-4")
-@OPEN_DEFECT
 def test_motor_pwm_frequency_and_duty_on_the_pins(chip):
     """CH-4 (ND-16 on the chip): while running, the motor's IN1 pin carries a 20 kHz PWM
     (from its pin edges over 2 ms and from its slice's registers) whose duty is what the pen
@@ -138,7 +125,6 @@ def test_motor_pwm_frequency_and_duty_on_the_pins(chip):
 
 
 @pytest.mark.req("CH-5")
-@OPEN_DEFECT
 def test_control_tick_fits_the_chip_at_150hz_under_load(chip):
     """CH-5: running at 150 Hz under full skin load, the control tick's hard-timer interrupt,
     timed from outside the firmware (the core's exception number sampled every 0.4 emulated µs),
@@ -159,7 +145,6 @@ def test_control_tick_fits_the_chip_at_150hz_under_load(chip):
 
 
 @pytest.mark.req("CH-6")
-@OPEN_DEFECT
 def test_stall_stops_the_motor_within_its_bound(chip):
     """CH-6 (ND-07 on the chip): a rotor that jams while running at 100 Hz: the motor is off
     (nSLEEP low) within 50 ms of the last stroke, STALL is latched and reported."""

@@ -252,6 +252,37 @@ def test_switch_sticking_while_homed_latches_and_retracts():
     check(ax.target_um == 0 and not ax.needle_ok)
 
 
+@req("DS-41")
+def test_leaving_home_at_full_speed_with_late_polls_is_not_a_stuck_switch():
+    """DS-41: the switch is judged stuck on its debounced state, which lags the switch by
+    Endstop.SAMPLES polls: leaving home at full speed with polls 2 to 12 ms apart (on the chip a
+    poll waits behind a ~10 ms serial reply) the stop is 100-300 steps out before the opening
+    is confirmed, and no ENDSTOP_STUCK latches; a switch that really sticks closed there still
+    latches it, within 2 polls of the debounce."""
+    for poll_us in (2000, 5000, 12000):
+        rig = Rig(poll_us=poll_us)
+        rig.home()
+        ax = rig.axis
+        for um in (2500, 800, 2800):
+            rig.go(um)
+            # the re-home of SF-13 (`cartridge new`): it ends at the switch, closed, and goes
+            # straight back out to the target at full speed
+            ax.home()
+            rig.run()
+            check(ax.fault == 0, "poll %d us: fault %d leaving home for %d um"
+                  % (poll_us, ax.fault, um))  # fmt: skip
+            check(ax.homed and not ax.busy and ax.target_um == um)
+            check(abs(rig.gauge_um() - um) < 150, "at %d um, not %d" % (rig.gauge_um(), um))
+        rig.inject("endstop_closed")
+        polls = 0
+        while ax.fault == 0 and polls < 20:
+            rig.run(until=lambda: True)  # one poll
+            polls += 1
+        check(ax.fault == faults.ENDSTOP_STUCK, "poll %d us: fault %d" % (poll_us, ax.fault))
+        info("poll %d us: stuck switch latched after %d polls" % (poll_us, polls))
+        check(polls <= ax._es.SAMPLES + 2, "%d polls" % polls)
+
+
 @req("DS-42")
 def test_lost_steps_found_by_rehome():
     """DS-42: steps lost to a binding screw (outward steps missed) are found by the next
