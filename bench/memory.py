@@ -1,11 +1,15 @@
-"""Memory of the pen's firmware, measured inside the `micropython` binary (unix port):
+"""Memory of the pen's firmware on the virtual pen, measured inside the `micropython` binary
+(unix port):
 
     .venv/bin/python bench/memory.py        (from the repository root)
 
-The virtual pen's process holds three things in one heap (host_tools/pen/sim.py, HEAP): the
-simulator (plant, shims, side channel), the application's bytecode (loaded from .mpy files; on
-the RP2040 it is frozen into flash and takes no heap) and the firmware's data (board, telemetry
-ring, application objects), which must fit the RP2040's ~190 KB. Each share is the growth of
+The pen's own heap figures (free after boot, live while running, the application's share) are
+measured on the emulated chip by bench/chip.py; this benchmark measures what only the virtual
+pen has, to size its heap. The virtual pen's process holds three things in one heap
+(host_tools/pen/sim.py, HEAP): the simulator (plant, shims, side channel), the application's
+bytecode (loaded from .mpy files; on the RP2040 it runs from ROMFS and takes no heap) and the
+firmware's data (board, telemetry ring, application objects), which must fit the heap the chip
+leaves it (`FIRMWARE_HEAP_K`, from bench/chip.py). Each share is the growth of
 `gc.mem_alloc()` (after `gc.collect()`) across the step that adds it:
 
 1. pass 1, heap as the virtual pen's: the shares, then a session on the virtual board in
@@ -55,7 +59,7 @@ if sys.implementation.name != "micropython":
     def main():
         from pen import sim
 
-        budget_k = getattr(sim, "FIRMWARE_HEAP_K", 190)
+        budget_k = sim.FIRMWARE_HEAP_K  # measured on the chip (bench/chip.py)
         with tempfile.TemporaryDirectory(prefix="pen-mem-") as tmp:
             flash = Path(tmp) / "flash"
             flash.mkdir()
@@ -71,7 +75,7 @@ if sys.implementation.name != "micropython":
         print("  simulator (plant, shims, side channel)   %6.1f KB  (allowance %s KB)"
               % (_kib(p1["sim"]), getattr(sim, "SIM_ALLOWANCE_K", "?")))  # fmt: skip
         print("  application bytecode from .mpy           %6.1f KB  (allowance %s KB; 0 on the "
-              "pen: frozen)" % (_kib(p1["code"]), getattr(sim, "BYTECODE_ALLOWANCE_K", "?")))
+              "pen: ROMFS)" % (_kib(p1["code"]), getattr(sim, "BYTECODE_ALLOWANCE_K", "?")))
         print("  firmware data after construction        %6.1f KB  of the %d KB budget"
               % (_kib(p1["data"]), budget_k))  # fmt: skip
         print("    of which the telemetry ring            %6.1f KB" % _kib(p1["ring"]))
@@ -94,8 +98,7 @@ if sys.implementation.name != "micropython":
         emit("Simulator's share of the virtual pen's heap", _kib(p1["sim"]), "KB",
              how1 + "; plant, shims, side channel")
         emit("Application bytecode in RAM (import of every pen module from .mpy)",
-             _kib(p1["code"]), "KB", how1 + "; on the RP2040 it is frozen into flash and "
-             "takes no heap: by construction of the frozen image, not measured here")
+             _kib(p1["code"]), "KB", how1 + "; 0 on the RP2040, where it runs from ROMFS in flash")
         emit("Firmware data after construction (board, telemetry ring, app objects)",
              _kib(p1["data"]), "KB", how1 + "; budget %d KB on the RP2040" % budget_k)
         emit("  of which the telemetry ring", _kib(p1["ring"]), "KB", how1)

@@ -36,14 +36,36 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def chip():
-    """The chip with what `pen deploy` builds for it: the ROMFS image of the modules
-    (`pen.deploy.build_romfs`) and boot.py/main.py on littlefs."""
-    from chip import emu, plant
+    """A chip whose ROMFS holds a stale image (one module missing: the application fails at
+    boot and the pen sits at its REPL), brought up to date by `pen deploy` itself over the
+    chip's USB serial; the tests then run what `pen deploy` wrote."""
+    import json
 
-    romfs, fs = emu.pen_flash()
-    pen = emu.ChipPen(romfs, fs)
+    from chip import emu, plant
+    from pen import deploy as D
+
+    romfs, fs = emu.pen_flash()  # what `pen deploy` builds for a chip
+    stale = D.build_romfs([f for f in D.build(ROOT, target_arch="armv6m")
+                           if f.dest != "firmware/version.mpy"])  # fmt: skip
+    pen = emu.ChipPen(stale, fs)
     plant.ChipPlant(pen)
     pen.romfs = romfs
     pen.boot()
+    pen.run_until(lambda: b"ImportError" in pen.rx, 2.0, "the stale image failing at boot")
+    pen.run_for(0.05)
+    pen.rx.clear()
+    exe = str(Path(sys.executable).with_name("pen"))
+    rc, out, err = emu.run_host_tool(
+        pen, [exe, "--port", "{port}", "deploy", "--json", "--timeout", "1200"], 20.0)
+    assert rc == 0, err[-2000:]
+    pen.deploy_result = json.loads(out)
+    # The deploy restarts the pen with machine.reset() (a watchdog reboot on the RP2040); the
+    # tests start from a power-up of what it wrote.
+    ok, pen.after_deploy = pen.call("status")
+    from rp2040py.device.base_device import ResetCause
+
+    pen.connected = False
+    pen.dev.hard_reset(cause=ResetCause.POWER_ON)
+    pen.run_until(lambda: pen.connected, 2.0, "USB after the power-up")
     yield pen
     pen.sim.stopped = True

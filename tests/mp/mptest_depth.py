@@ -283,6 +283,35 @@ def test_leaving_home_at_full_speed_with_late_polls_is_not_a_stuck_switch():
         check(polls <= ax._es.SAMPLES + 2, "%d polls" % polls)
 
 
+@req("DS-57")
+def test_a_poll_held_up_mid_move_loses_no_step():
+    """DS-57: the loop held up mid-move for longer than the segments in flight last (4 x 3 ms;
+    on the chip a ~10 ms serial reply does it): the PIO runs dry and the rotor stops; the rest
+    of the leg starts again from rest, so the plant's motor (which cannot jump to the cruise
+    rate) loses no step, in a move and in homing's seek, and the stop ends at its target."""
+    for gap_ms in (15, 40):
+        rig = Rig(start_usteps=DEEP)
+        ax = rig.axis
+        ax.home()
+        rig.run(until=lambda: rig.model.steps_emitted > 300)  # in the fast seek inwards
+        SIM.advance(gap_ms * 1000)  # no poll meanwhile
+        rig.run()
+        check(ax.homed and ax.fault == 0, "gap %d ms in the seek: fault %d" % (gap_ms, ax.fault))
+        ax.move_to_um(2800)
+        n0 = rig.model.steps_emitted
+        rig.run(until=lambda: rig.model.steps_emitted > n0 + 200)  # at the cruise rate
+        SIM.advance(gap_ms * 1000)
+        rig.run()
+        check(ax.fault == 0 and not ax.busy, "gap %d ms in a move: fault %d" % (gap_ms, ax.fault))
+        check(rig.plant.missed == 0, "gap %d ms: %d steps missed" % (gap_ms, rig.plant.missed))
+        check(abs(rig.gauge_um() - 2800) < 150, "at %d um" % rig.gauge_um())
+        ax.home()  # the re-home finds the switch where it left it: no step lost
+        rig.run()
+        check(ax.homed and abs(ax.home_offset) <= Homing.LOST_STEPS_TOL,
+              "re-home offset %d" % ax.home_offset)  # fmt: skip
+        info("gap %d ms: homed and moved with no step lost" % gap_ms)
+
+
 @req("DS-42")
 def test_lost_steps_found_by_rehome():
     """DS-42: steps lost to a binding screw (outward steps missed) are found by the next
