@@ -59,6 +59,7 @@ class Board:
         from drivers.ssd1306 import SSD1306
         from drivers.stepper_pio import StepperPIO
         from drivers.stroke_pio import StrokeCapture
+        from drivers.tmc2209 import TMC2209
         from drivers.watchdog import Watchdog
 
         Pin = machine.Pin
@@ -81,15 +82,10 @@ class Board:
                                   Pin(P.DIR, Pin.OUT, value=0),
                                   Pin(P.STEP_EN_N, Pin.OUT, value=1))  # fmt: skip
         self.endstop = Endstop(Pin(P.ENDSTOP_N, Pin.IN, Pin.PULL_UP))
-        # The stepper driver's UART (single wire): StallGuard during moves.
-        self.tmc = None
-        try:
-            from drivers.tmc2209 import TMC2209
-
-            self.tmc = TMC2209(machine.UART(P.TMC_UART_ID, 115200, tx=Pin(P.TMC_TX),
-                                            rx=Pin(P.TMC_RX)))  # fmt: skip
-        except (ImportError, ValueError, OSError):
-            pass
+        # The stepper driver's UART (single wire): StallGuard during moves (SF-13). A missing
+        # module or UART is a build defect: Board() fails rather than run without the check.
+        self.tmc = TMC2209(machine.UART(P.TMC_UART_ID, 115200, tx=Pin(P.TMC_TX),
+                                        rx=Pin(P.TMC_RX)))  # fmt: skip
         # User interface.
         self.buttons = _buttons(Buttons)
         self.buzzer = Buzzer(machine.PWM(Pin(P.BUZZER), freq=2000, duty_u16=0))

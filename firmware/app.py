@@ -50,10 +50,9 @@ class App:
         self.settings = Settings(Store(motor_running=lambda: self.needle.running))
         self.boot_fault = self.settings.load()
         s = self.settings
-        tmc = getattr(board, "tmc", None)
         self.depth = DepthAxis(board.stepper, board.endstop, calib=s.get("calib"),
                                limit_um=s.get("depth_limit"),
-                               stall=StallWatch(tmc) if tmc is not None else None)  # fmt: skip
+                               stall=StallWatch(board.tmc))  # fmt: skip
         self.sessions = Sessions(SessionStore(board.sessions_path))
         self.pen = Pen(self.needle, self.depth, s, self.sessions)
         self.auth = Auth(store=Store("auth.dat", motor_running=lambda: self.needle.running))
@@ -103,9 +102,7 @@ class App:
     def _service_reset(self):
         """Safe state, then the reset (a confirmed `service reboot`, or `reset`)."""
         self.needle.kill()
-        reset = getattr(self.board, "reset", None)
-        if reset is not None:
-            reset()
+        self.board.reset()
 
     # -- tasks ----------------------------------------------------------------------------
     async def _pen_task(self, checkin):
@@ -131,9 +128,7 @@ class App:
     async def main(self):
         sup = self.supervisor
         # SF-07: every byte on the port is protocol input (no KeyboardInterrupt from Ctrl-C).
-        kbd_intr = getattr(self.board.serial, "kbd_intr", None)
-        if kbd_intr is not None:
-            kbd_intr(-1)
+        self.board.serial.kbd_intr(-1)
         self._timer = self.board.control_timer(TICK_HZ, self.needle.tick_cb)
         fault = F.WATCHDOG if self.board.watchdog_reset else self.boot_fault
         self.pen.start(fault)

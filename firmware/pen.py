@@ -289,7 +289,7 @@ class Pen:
             self.refuse(E.NO_CARTRIDGE)
         if self.depth.busy or self.depth.target_um != t.depth_um:
             self.refuse(E.BUSY, "depth stop moving")
-        if not self._depth_at_target():
+        if not self.depth.at_target():
             # SF-06: a move cut short is not the depth set: never run there
             self.refuse(E.BUSY, "depth stop not at its depth")
         if hz is not None:
@@ -368,7 +368,7 @@ class Pen:
             self.refuse(E.BUSY, "service state")
         t = self.targets
         n = self.cart.new(t.depth_um, t.rate_hz)
-        if getattr(self.depth, "moved_since_check", False):
+        if self.depth.moved_since_check:
             # SF-13: a new session: check the stop's position at the endstop (a re-home that
             # compares) unless it has not moved since homing found the switch; at once when
             # the stop is still (else when it is, from poll())
@@ -508,10 +508,6 @@ class Pen:
         except Refused:
             pass
 
-    def _depth_at_target(self):
-        at = getattr(self.depth, "at_target", None)
-        return True if at is None else at()
-
     def _start_verify(self):
         """Start the due endstop check if the stop is still and homed; True if started."""
         d = self.depth
@@ -543,7 +539,7 @@ class Pen:
                 self._pass_end()
                 self._goto(STOPPING, "drive stopped")
                 s = STOPPING
-            elif not self._depth_at_target():
+            elif not self.depth.at_target():
                 # SF-06: the stop left its depth's step while the needle runs
                 self._fault(F.DEPTH_POSITION, "stop not at its depth")
                 return
@@ -610,7 +606,7 @@ class Pen:
             "depth_mm": None if pos is None else mm(pos),
             "target_depth_mm": mm(self.targets.depth_um),
             # the stop still on its target's step, its position checked (SF-06, SF-13)
-            "depth_settled": not self._verify_due and self._depth_at_target()
+            "depth_settled": not self._verify_due and self.depth.at_target()
             and d.target_um == self.targets.depth_um,
             "measured_hz": round(n.rate_mhz / 1000, 1),
             "target_hz": self.targets.rate_hz,

@@ -208,7 +208,7 @@ class Protocol:
         for t, name in pen.fault_log():
             log.append({"t_ms": t, "fault": name})
         return json.dumps({"fault": st["fault"], "fault_code": st["fault_code"], "log": log,
-                           "dropped": getattr(pen, "fault_log_dropped", 0),
+                           "dropped": pen.fault_log_dropped,
                            "settings": self.app.settings.load_status})  # fmt: skip
 
     # -- settings -----------------------------------------------------------------------------
@@ -389,10 +389,7 @@ class Protocol:
         if args == ["reboot"]:
             if not self.unlocked():
                 raise Refused(E.LOCKED, "service mode needs unlock")
-            svc = getattr(self.app, "service", None)
-            if svc is None:
-                raise Refused(E.BUSY, "no service mode on this pen")
-            return json.dumps(svc.request())
+            return json.dumps(self.app.service.request())
         if args == ["enter"]:
             if not self.unlocked():
                 raise Refused(E.LOCKED, "service needs unlock")

@@ -82,9 +82,14 @@ class HostPort:
         self.last_seq = None
         self.seq_gaps = 0
         self.dropped = 0
+        self.intr = 3  # Ctrl-C until the application turns it off
 
     def send(self, data):
         self.inbox += data
+
+    def kbd_intr(self, ch):
+        """drivers/serial_link.py's: the byte that interrupts (-1: none; SF-07)."""
+        self.intr = ch
 
     def read_into(self, buf, limit=None):
         n = min(len(buf) if limit is None else limit, len(self.inbox))

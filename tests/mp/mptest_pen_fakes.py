@@ -94,6 +94,11 @@ class FakeDepth:
         self.fault = 0
         self.cause_present = False
         self.moves = []
+        self.moved_since_check = False  # SF-13's endstop check is not due on this fake
+
+    def at_target(self):
+        """Still, homed, no fault (this fake's moves land at once)."""
+        return self.homed and not self.busy and not self.fault
 
     @property
     def position_um(self):

@@ -154,6 +154,8 @@ class FakePen:
     def fault_log(self):
         return [(1234, "stall")] if self.fault_code else []
 
+    fault_log_dropped = 0
+
     def telemetry_into(self, v):
         """firmware/pen.py's allocation-free sample (firmware/telemetry.py's field order)."""
         from firmware.telemetry import STATES
@@ -227,6 +229,19 @@ class FakeBoard:
     pins = FakePins
 
 
+class FakeService:
+    """firmware/service.py's request(), as the protocol sees it."""
+
+    def __init__(self, pen):
+        self.pen = pen
+        self.requests = 0
+
+    def request(self):
+        self.pen.enter_service()
+        self.requests += 1
+        return {"hold_start_s": 2, "within_s": 15}
+
+
 class FakeApp:
     serial_number = "e66038b7132a1b2c"
     board = FakeBoard
@@ -238,6 +253,7 @@ class FakeApp:
         self.settings = Settings(self.store)
         self.settings.load()
         self.pen = FakePen(self.settings)
+        self.service = FakeService(self.pen)
         self.telemetry = Telemetry(capacity, ctx)
         self.auth = Auth((root or "/nonexistent") + "/pen_secret.key")
         self.protocol = Protocol(self)
