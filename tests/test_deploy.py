@@ -379,3 +379,35 @@ def test_deploy_is_refused_while_the_needle_runs(vpen_factory, capsys):
     with open_link(pen.port) as link:
         assert link.call("status")["state"] == "RUNNING"  # still running its application
         link.call("stop")
+
+
+class _StatusLink:
+    """A link whose `status` replies follow a script of (state, uptime_ms)."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.calls = 0
+
+    def call(self, line):
+        assert line == "status"
+        self.calls += 1
+        state, up = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        return {"state": state, "uptime_ms": up}
+
+
+@pytest.mark.req("SF-08")
+@pytest.mark.parametrize("settled", ["READY", "LOCKED", "ARMED", "FAULT"])
+def test_service_request_waits_out_boot_and_homing_by_the_pens_clock(settled):
+    """SF-08: `pen deploy` asks a pen that is booting or homing (as after a
+    deploy's reset; the pen refuses service mode then) only once it has settled, judged by the
+    pen's uptime, not the host's clock; a pen still homing after 5 s of its own time is a
+    clear error."""
+    from pen import service_mode as sm
+
+    link = _StatusLink([("BOOT", 10), ("HOMING", 200), ("HOMING", 600), (settled, 700)])
+    assert sm.wait_out_homing(link, pause_s=0)["state"] == settled
+    assert link.calls == 4
+    stuck = _StatusLink([("HOMING", 100 + 400 * i) for i in range(20)])
+    with pytest.raises(sm.ServiceModeError, match="still HOMING"):
+        sm.wait_out_homing(stuck, pause_s=0)
+    assert stuck.calls == 14  # 5 s of the pen's time: 100 + 400 * 13 > 5100

@@ -26,10 +26,28 @@ from typing import Callable
 HOLD_S = 2
 WINDOW_S = 15
 BANNER = b"service mode"
+# How long (on the pen's own clock, its uptime) a request waits for the pen to finish booting
+# and homing: the pen refuses service mode meanwhile. Homing takes about 0.5 s (DS-1: <= 1.5 s).
+SETTLE_MS = 5000
 
 
 class ServiceModeError(Exception):
     pass
+
+
+def wait_out_homing(link, settle_ms: int = SETTLE_MS, pause_s: float = 0.05) -> dict:
+    """Wait while the pen boots or homes (it refuses service mode then), by the pen's uptime;
+    its status once it has settled. ServiceModeError if it has not within `settle_ms`."""
+    st = link.call("status")
+    t0 = st["uptime_ms"]
+    while st["state"] in ("BOOT", "HOMING"):
+        if st["uptime_ms"] - t0 > settle_ms:
+            raise ServiceModeError(
+                f"the pen is still {st['state']} after {settle_ms // 1000} s of its own time: "
+                "service mode waits for homing to end")
+        time.sleep(pause_s)
+        st = link.call("status")
+    return st
 
 
 def virtual_press(port: str) -> Callable[[], None] | None:
@@ -75,6 +93,7 @@ def enter_service_mode(port: str, secret: bytes | None, say: Callable[[str], Non
         if not challenge:
             raise ServiceModeError(f"the pen did not send a challenge: {ch!r}")
         link.call("unlock " + hmac.new(secret, challenge.encode(), hashlib.sha256).hexdigest())
+        wait_out_homing(link)  # a pen just restarted (e.g. by a deploy) is homing
         link.call("service reboot")
     except PenRefused as exc:
         hint = ""
