@@ -156,24 +156,6 @@ class _Fixed:
         pass
 
 
-def _ref_tick(st):
-    period = st[0]
-    rate = 1_000_000_000 // period
-    err = 150_000 - rate
-    integ = st[1] + err * 3
-    if integ > 1 << 24:
-        integ = 1 << 24
-    elif integ < -(1 << 24):
-        integ = -(1 << 24)
-    st[1] = integ
-    duty = (err * 40 + integ) >> 8
-    if duty < 0:
-        duty = 0
-    elif duty > 65535:
-        duty = 65535
-    st[2] = duty
-
-
 def tick():
     real = simrt.real_time
     acc = [0, 0]
@@ -221,21 +203,6 @@ def tick():
     finally:
         micropython.heap_unlock()
     logic_us = (real.ticks_diff(t1, t0) - real.ticks_diff(t2, t1)) / n
-    # A reference tick of the kind the RP2040 figure was measured on (a 12-line fixed-point PI:
-    # reciprocal rate from a period, PI with clamp, duty clamp), timed the same way in the same
-    # process, so the ratio survives a busy machine.
-    st = [6667, 0, 0]
-    micropython.heap_lock()
-    try:
-        k = n
-        t0 = real.ticks_us()
-        while k:
-            _ref_tick(st)
-            k -= 1
-        t1 = real.ticks_us()
-    finally:
-        micropython.heap_unlock()
-    ref_us = real.ticks_diff(t1, t0) / n - real.ticks_diff(t2, t1) / n
     # 3. Allocation per tick with the heap unlocked: gc.mem_alloc() across many ticks.
     gc.collect()
     k = n
@@ -246,7 +213,7 @@ def tick():
         k -= 1
     alloc_bytes = gc.mem_alloc() - a0
     print(json.dumps({"whole_us": whole_us, "locked_ticks": locked_ticks, "logic_us": logic_us,
-                      "ref_us": ref_us, "alloc_bytes": alloc_bytes, "alloc_ticks": n,
+                      "alloc_bytes": alloc_bytes, "alloc_ticks": n,
                       "running": nd.running, "fault": nd.fault}))  # fmt: skip
 
 

@@ -45,3 +45,21 @@ def raises(exc, fn, *args):
 def info(*parts):
     """A figure for the test report (shown by pytest -rA), not a verdict."""
     print("@@INFO", *parts)
+
+
+class Rand:
+    """xorshift32: the same sequence on every port and every run (the randomised tests)."""
+
+    def __init__(self, seed):
+        self.s = seed
+
+    def u32(self):
+        x = self.s
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.s = x
+        return x
+
+    def int(self, lo, hi):
+        return lo + self.u32() % (hi - lo + 1)

@@ -10,27 +10,9 @@ limit's step. (A limit lowered below the stop leaves it beyond until it has move
 it does at once; that motion is inwards.)"""
 
 from depth_rig import Rig
-from mphelp import SIM, check, info, req
+from mphelp import SIM, Rand, check, info, req
 
 from firmware.errors import Refused
-
-
-class Rand:
-    """xorshift32: the same sequence on every port and every run."""
-
-    def __init__(self, seed):
-        self.s = seed
-
-    def u32(self):
-        x = self.s
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self.s = x
-        return x
-
-    def int(self, lo, hi):
-        return lo + self.u32() % (hi - lo + 1)
 
 
 class Watch:

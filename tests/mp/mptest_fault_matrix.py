@@ -297,8 +297,9 @@ def _stored_session(rig):
     return Sessions(SessionStore(rig.board.sessions_path)).last()
 
 
-def _drive_fault(test, plant_fault, load=0.8):
-    """The needle-drive rows: run a session, inject, measure, check, report."""
+def _drive_fault(test, plant_fault=None, load=0.8, act=None):
+    """The rows whose fault comes while the needle runs: run a session, inject the plant's
+    fault (or `act(rig)`), measure, check, report."""
     row = _row(test)
     rig = AppRig()
     w = rig.watch
@@ -306,7 +307,10 @@ def _drive_fault(test, plant_fault, load=0.8):
     async def scenario(r):
         await r.running(load=load)
         w.start()
-        r.inject(plant_fault)
+        if act is None:
+            r.inject(plant_fault)
+        else:
+            act(r)
         await r.until(lambda: w.retracted is not None, row["safe_ms"] + 200, "retracted")
         await r.sleep(50)
 
@@ -787,26 +791,12 @@ def test_position_lost_while_running():
     """SF-06, SF-03, PS-4: the stop is moved off its depth's step while the needle runs (a
     firmware fault: nothing may move it then): DEPTH_POSITION latched, motor off, the stop
     retracted, recorded."""
-    row = _row("test_position_lost_while_running")
-    rig = AppRig()
-    w = rig.watch
 
-    async def scenario(r):
-        await r.running()
-        w.start()
+    def move_the_stop(r):
         ax = r.app.depth
         ax._go(ax.position_steps + 40)
-        await r.until(lambda: w.retracted is not None, row["safe_ms"] + 200, "retracted")
-        await r.sleep(50)
 
-    rig.run(scenario)
-    got = _watched(w)
-    _within(row, got)
-    _check_latched(rig, row["code"])
-    check(rig.gauge_mm() <= rig.SAFE_MM, "stop at %.3f mm" % rig.gauge_mm())
-    _check_record(rig, row["code"])
-    _report(row, got)
-    rig.close()
+    _drive_fault("test_position_lost_while_running", act=move_the_stop).close()
 
 
 @req("SF-03", "SP-43", "TM-13")

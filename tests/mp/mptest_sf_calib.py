@@ -12,26 +12,11 @@ whose 0..limit does not fit the travel must be refused with the reason, changing
 # (the simulator, this harness and the application's bytecode besides the firmware's data)
 
 from app_rig import AppRig
-from mphelp import check, info, req
+from mphelp import Rand, check, info, req
 
 from firmware.auth import hmac_sha256
 
 SECRET = b"virtual-pen-test-secret-not-real"
-
-
-class Rand:
-    """xorshift32: the same sequence on every run."""
-
-    def __init__(self, seed):
-        self.s = seed
-
-    def int(self, lo, hi):
-        x = self.s
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self.s = x
-        return lo + x % (hi - lo + 1)
 
 
 def _unlock(r):

@@ -16,22 +16,9 @@ a stray `set` of an open setting would show as an `ok` and be reported)."""
 # (the simulator, this harness and the application's bytecode besides the firmware's data)
 
 from app_rig import AppRig
-from mphelp import check, info, req
+from mphelp import Rand, check, info, req
 
 N_STRINGS = 100_000
-
-
-class Rand:
-    def __init__(self, seed):
-        self.s = seed
-
-    def u32(self):
-        x = self.s
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self.s = x
-        return x
 
 
 class Sink:

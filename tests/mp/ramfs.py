@@ -18,17 +18,44 @@ _PAGE = 512
 _ERASED = b"\xff" * _PAGE
 
 
-class RamFlash:
+class _PowerCut:
+    """The power-cut injector both block devices share: every block write is counted."""
+
+    def _cut_init(self):
+        self.writes = 0
+        self._cut = None
+        self.torn = 0
+        self.dead = False
+
+    def _write_allowed(self):
+        """Count a write; True: do it; None: the power fails during it; False: power is gone."""
+        if self.dead:
+            return False
+        self.writes += 1
+        if self._cut is not None and self.writes >= self._cut:
+            self.dead = True
+            return None
+        return True
+
+    def cut_at(self, k, torn=0):
+        """Power fails during the k-th block write from now (1 = the next one)."""
+        self._cut = self.writes + k
+        self.torn = torn
+        self.dead = False
+
+    def power_on(self):
+        self._cut = None
+        self.dead = False
+
+
+class RamFlash(_PowerCut):
     def __init__(self, block_size=512, blocks=48):
         self.bs = block_size
         self.n = blocks
         self.pages = []
         for _ in range(block_size * blocks // _PAGE):
             self.pages.append(bytearray(_ERASED))
-        self.writes = 0
-        self._cut = None
-        self.torn = 0
-        self.dead = False
+        self._cut_init()
         self._undo = None  # page -> content at the checkpoint (pages changed since)
 
     # -- block device protocol ---------------------------------------------------------------
@@ -59,16 +86,6 @@ class RamFlash:
             i += k
             a += k
 
-    def _write_allowed(self):
-        """Count a write; True: do it; None: the power fails during it; False: power is gone."""
-        if self.dead:
-            return False
-        self.writes += 1
-        if self._cut is not None and self.writes >= self._cut:
-            self.dead = True
-            return None
-        return True
-
     def writeblocks(self, block, buf, offset=None):
         a = block * self.bs + (offset or 0)
         ok = self._write_allowed()
@@ -93,16 +110,6 @@ class RamFlash:
         return 0
 
     # -- test helpers ---------------------------------------------------------------------------
-    def cut_at(self, k, torn=0):
-        """Power fails during the k-th block write from now (1 = the next one)."""
-        self._cut = self.writes + k
-        self.torn = torn
-        self.dead = False
-
-    def power_on(self):
-        self._cut = None
-        self.dead = False
-
     def checkpoint(self):
         """Remember the content from now on (only the pages that change are copied)."""
         self._undo = {}
@@ -115,7 +122,7 @@ class RamFlash:
         self.power_on()
 
 
-class FlatFlash:
+class FlatFlash(_PowerCut):
     """The same block device and power-cut injector as RamFlash (no checkpoint/rollback), in one
     flat buffer with memoryview copies: many times faster, for runs of thousands of writes on a
     full-sized filesystem (allocate it first, while the heap is still in one piece)."""
@@ -128,28 +135,15 @@ class FlatFlash:
         self.erased = b"\xff" * block_size
         for b in range(blocks):
             self.mv[b * block_size : (b + 1) * block_size] = self.erased
-        self.writes = 0
-        self._cut = None
-        self.torn = 0
-        self.dead = False
+        self._cut_init()
 
     def readblocks(self, block, buf, offset=0):
         a = block * self.bs + offset
         buf[:] = self.mv[a : a + len(buf)]
 
-    def _ok(self):
-        """As RamFlash._write_allowed."""
-        if self.dead:
-            return False
-        self.writes += 1
-        if self._cut is not None and self.writes >= self._cut:
-            self.dead = True
-            return None
-        return True
-
     def writeblocks(self, block, buf, offset=None):
         a = block * self.bs + (offset or 0)
-        ok = self._ok()
+        ok = self._write_allowed()
         if ok:
             self.mv[a : a + len(buf)] = buf
         elif ok is None and self.torn:
@@ -163,20 +157,10 @@ class FlatFlash:
         if op == 5:
             return self.bs
         if op == 6:
-            if self._ok():
+            if self._write_allowed():
                 a = arg * self.bs
                 self.mv[a : a + self.bs] = self.erased
         return 0
-
-    def cut_at(self, k, torn=0):
-        """Power fails during the k-th block write from now (1 = the next one)."""
-        self._cut = self.writes + k
-        self.torn = torn
-        self.dead = False
-
-    def power_on(self):
-        self._cut = None
-        self.dead = False
 
 
 def format_and_mount(flash, mount="/flash"):
