@@ -81,7 +81,9 @@ def loop(hz, tick_hz=1000):
     # Open loop: the closed loop's own steady duty without load, held fixed.
     r.plant.load = 0.0
     r.run_ms(SETTLE_MS)
-    duty = r.motor.duty
+    # the duty the drive programs (its tick writes the PWM compare register itself, so the
+    # Motor object's own `duty` is not it)
+    duty = r.drive.duty
     r.stop_timer()
     r.motor.drive(duty)
     r.run_ms(SETTLE_MS)

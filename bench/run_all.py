@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -206,7 +207,10 @@ def _merge_partial(results, rows, stamp, prov):
     kept = [x for x in old if x.startswith("| `bench/") and bench_of(x) not in ran]
     rank = {f"`bench/{n}.py`": i for i, n in enumerate(ORDER)}
     body = sorted(kept + rows[2:], key=lambda x: rank.get(bench_of(x), len(ORDER)))
-    head = [x for x in old if not x.startswith("|") and not x.startswith("Rows of ")]
+    # an earlier partial run's line stays unless this run replaces all of its benchmarks
+    head = [x for x in old if not x.startswith("|") and not (
+        x.startswith("Rows of ") and set(re.findall(r"`bench/[a-z_]+\.py`", x.split(" updated")[0]))
+        <= ran)]  # fmt: skip
     while head and not head[-1].strip():
         head.pop()
     head += ["", f"Rows of {', '.join(sorted(ran))} updated on {stamp} (`bench/run_all.py "
