@@ -102,6 +102,24 @@ def test_run_100hz_under_skin_load_holds_the_rate(chip):
     assert abs(rate - 100) <= 1.0, rate
 
 
+@pytest.mark.req("CH-8")
+def test_load_step_recovery_on_the_chip(chip):
+    """CH-8 (ND-02 on the chip): running at 100 Hz without skin load, a step to full load: from
+    150 ms after the step on, every stroke's rate (from the plant's hall edges) is within ±3 %
+    of 100 Hz, over 0.45 s after the step."""
+    _start(chip, 100, 0.0)
+    chip.run_for(0.3)
+    edges = chip.plant.hall_edges
+    t_step = chip.now_us
+    chip.plant.motor.load = 1.0
+    chip.run_for(0.45)
+    after = [t for t in edges if t > t_step]
+    strokes = [(b, 1e6 / (b - a)) for a, b in zip(after, after[1:])]
+    assert len(strokes) >= 40, len(strokes)
+    outside = [t - t_step for t, hz in strokes if abs(hz - 100) > 3]
+    assert not outside or max(outside) <= 150_000, (outside, strokes[:20])
+
+
 @pytest.mark.req("CH-4")
 def test_motor_pwm_frequency_and_duty_on_the_pins(chip):
     """CH-4 (ND-16 on the chip): while running, the motor's IN1 pin carries a 20 kHz PWM
