@@ -15,6 +15,9 @@ import drivers.board as board
 from firmware import service
 
 board.safe_outputs()
+# An intended reset (`reset`, `service reboot`, a deploy) left its mark: on the RP2040 every
+# machine.reset() reads as a watchdog reset (drivers/board.py, RESET_MARK).
+board.INTENDED_RESET = board.take_reset_mark()
 # The button must be held steadily (not a bounce): five readings over 40 ms.
 _held = 0xFF
 for _ in range(5):

@@ -16,4 +16,4 @@ if not getattr(drivers.board, "SAFE_MODE", False):
         import sys
 
         sys.print_exception(e)
-    drivers.board.reset()
+    drivers.board.reset(intended=False)  # the next boot reports it (WATCHDOG)

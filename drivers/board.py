@@ -6,6 +6,7 @@ firmware logic (firmware/) receives them and never imports `machine` or `rp2`.
 PIO state machines: 0 = stroke period capture (PIO0), 4 = depth stepper (PIO1).
 """
 
+import os
 import sys
 
 import machine
@@ -17,6 +18,12 @@ STROKE_SM = 0
 STEPPER_SM = 4
 SESSIONS_FILE = "sessions"  # a folder: firmware.sessionstore.SessionStore
 SAFE_MODE = False  # service mode (boot.py: START held at power-up, or a confirmed request)
+# On the RP2040 machine.reset() is a watchdog reboot (ports/rp2/modmachine.c: watchdog_reboot),
+# so the next boot reads WDT_RESET exactly as after a hung task. An intended reset (`reset`,
+# a confirmed `service reboot`, the end of a deploy) first leaves RESET_MARK on the filesystem;
+# boot.py takes it into INTENDED_RESET, and Board reports a watchdog reset only without it.
+RESET_MARK = "reset.mark"
+INTENDED_RESET = False
 
 
 def safe_outputs():
@@ -27,9 +34,26 @@ def safe_outputs():
     machine.Pin(P.BUZZER, machine.Pin.OUT, value=0)
 
 
-def reset():
-    """Restart the pen (a soft reset: boot.py runs again)."""
+def reset(intended=True):
+    """Restart the pen (boot.py runs again). intended=False (the application crashed): no mark,
+    so the next boot latches WATCHDOG and the restart is reported, not silent."""
+    if intended:
+        try:
+            f = open(RESET_MARK, "w")
+            f.write("1")
+            f.close()
+        except OSError:
+            pass  # no mark: the next boot reports WATCHDOG (it errs towards a fault)
     machine.reset()
+
+
+def take_reset_mark():
+    """boot.py: True (and the mark removed) when the reset before this boot was intended."""
+    try:
+        os.remove(RESET_MARK)
+    except OSError:
+        return False
+    return True
 
 
 def buttons_held():
@@ -68,7 +92,8 @@ class Board:
 
         self.serial_number = hexlify(machine.unique_id()).decode()
         self.reset_cause = machine.reset_cause()
-        self.watchdog_reset = self.reset_cause == machine.WDT_RESET
+        # a watchdog reset that no intended reset explains: a task hung (boot.py took the mark)
+        self.watchdog_reset = self.reset_cause == machine.WDT_RESET and not INTENDED_RESET
         self.serial = SerialLink(sys.stdin.buffer, sys.stdout.buffer)
         # Needle drive.
         self.motor = Motor(machine.PWM(Pin(P.MOTOR_IN1)), Pin(P.MOTOR_IN2, Pin.OUT, value=0),
@@ -109,9 +134,9 @@ class Board:
                              callback=callback, hard=False)  # fmt: skip
 
     def reset(self):
-        """Restart the pen, after putting the hardware in its safe state."""
+        """Restart the pen (intended), after putting the hardware in its safe state."""
         self.safe()
-        machine.reset()
+        reset()
 
     def safe(self):
         """Hardware safe state from any context: needle bridge off, stepper off, buzzer off."""

@@ -87,10 +87,12 @@ def _wait_ready(port: str, capsys) -> None:
     assert json.loads(out)["status"]["state"] == "READY"
 
 
-@pytest.mark.req("HT-60", "HT-61")
+@pytest.mark.req("HT-60", "HT-61", "SF-14")
 def test_the_demo_by_hand(vpen, capsys):
-    """HT-60, HT-61: `pen home/arm/cartridge new/run/stop/disarm/clear/reset` do what the
-    buttons do, through the pen's protocol; a refusal names the command that gets past it."""
+    """HT-60, HT-61, SF-14: `pen home/arm/cartridge new/run/stop/disarm/clear/reset` do what the
+    buttons do, through the pen's protocol; a refusal names the command that gets past it; the
+    pen after `pen reset` (a watchdog reboot, as machine.reset() is on the RP2040) reports no
+    fault."""
     port = vpen.port
     _wait_ready(port, capsys)
 
@@ -134,6 +136,7 @@ def test_the_demo_by_hand(vpen, capsys):
     assert rc == 0, err
     st = json.loads(out)["status"]
     assert st["uptime_ms"] < up and st["state"] in ("HOMING", "READY") and not st["cartridge_ok"]
+    assert st["fault"] is None, st  # an intended reset is no watchdog reset (SF-14)
     _wait_ready(port, capsys)
 
 

@@ -41,6 +41,7 @@ MPY_VERSION = 6
 
 
 MANIFEST = ".pen-deploy.json"  # on the pen: the files (and ROMFS image) deploy placed there
+RESET_MARK = "reset.mark"  # drivers/board.py RESET_MARK: the reset that follows is intended
 _CHECKOUT_MARKS = (".git", "pyproject.toml", "sim/vpen.py", "setup.py")
 
 
@@ -448,7 +449,10 @@ class SerialTarget(Target):
         from mpremote.transport import TransportError
 
         try:
-            self.t.exec_raw_no_follow("import machine\nmachine.reset()")
+            # an intended reset: its mark keeps the next boot from reading it as a hung task
+            # (drivers/board.py RESET_MARK; machine.reset() is a watchdog reboot on the RP2040)
+            self.t.exec_raw_no_follow(f"open({RESET_MARK!r}, 'w').close()\nimport machine\n"
+                                      "machine.reset()")  # fmt: skip
         except (TransportError, OSError):
             pass  # the port may vanish as the pen resets
         self.close()

@@ -11,7 +11,7 @@ _BOARD = _SIM.board
 
 PWRON_RESET = 1
 WDT_RESET = 3
-SOFT_RESET = 4  # not an rp2 cause; used for machine.reset() in the virtual pen
+SOFT_RESET = 4  # not an rp2 cause: machine.soft_reset()/bootloader() here (VM restart only)
 _RESET_EXIT = {PWRON_RESET: 80, WDT_RESET: 83, SOFT_RESET: 84}
 _SYS_HZ = 125_000_000
 _cause = PWRON_RESET
@@ -37,8 +37,10 @@ def reset_cause():
 
 
 def reset():
-    _SIM.reset_requested = SOFT_RESET
-    raise SimReset(SOFT_RESET)
+    # As on the RP2040 (ports/rp2/modmachine.c): machine.reset() is watchdog_reboot(), and
+    # reset_cause() reads WDT_RESET after it, the same as after a watchdog timeout.
+    _SIM.reset_requested = WDT_RESET
+    raise SimReset(WDT_RESET)
 
 
 def soft_reset():

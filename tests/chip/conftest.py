@@ -62,6 +62,7 @@ def chip():
     # The deploy restarts the pen with machine.reset() (a watchdog reboot on the RP2040); the
     # tests start from a power-up of what it wrote.
     ok, pen.after_deploy = pen.call("status")
+    assert ok, pen.after_deploy
     from rp2040py.device.base_device import ResetCause
 
     pen.connected = False

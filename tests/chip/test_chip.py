@@ -45,16 +45,18 @@ def _rate(chip, emu_s):
     return (len(e) - 1) / ((e[-1] - e[0]) / 1e6)
 
 
-@pytest.mark.req("HT-54", "CH-7")
+@pytest.mark.req("HT-54", "CH-7", "SF-14")
 def test_pen_deploy_writes_the_romfs_image(chip):
-    """HT-54, CH-7: `pen deploy` over the chip's USB serial finds the stale ROMFS image, writes
-    the one it builds with mpremote's romfs deploy, leaves boot.py/main.py (already right) and
-    verifies image and files; after its reset the new application answers the handshake."""
+    """HT-54, CH-7, SF-14: `pen deploy` over the chip's USB serial finds the stale ROMFS image,
+    writes the one it builds with mpremote's romfs deploy, leaves boot.py/main.py (already
+    right) and verifies image and files; after its reset (machine.reset(): a watchdog reboot
+    on the RP2040) the new application answers the handshake and reports no fault."""
     res = chip.deploy_result
     assert res["romfs"]["write"] is True and res["romfs"]["size"] == len(chip.romfs)
     assert res["pen"]["romfs"] is True and res["pen"]["arch"] == "armv6m"
     assert res["copy"] == [] and set(res["unchanged"]) == {"boot.py", "main.py"}
     assert res["verified"] == 3 and res["hello"]["protocol_version"] == 1
+    assert chip.after_deploy["fault"] is None, chip.after_deploy
     from chip import image
 
     flash = bytes(chip.mcu.flash[image.ROMFS_OFFSET:image.ROMFS_OFFSET + len(chip.romfs)])
