@@ -28,12 +28,12 @@ from . import paths
 # The heap of the virtual pen's process, set from the chip. On the RP2040 the pen's modules run
 # from ROMFS (bytecode in flash); on the emulated chip (bench/chip.py, bench/results.md: the
 # pen's base image in rp2040py, the modules in ROMFS as `pen deploy` builds them) the GC heap is
-# 245,888 B and 181,696 B of it are free once every pen module is imported: that is what the
+# 245,888 B and 181,680 B of it are free once every pen module is imported: that is what the
 # firmware's data (board, telemetry ring, buffers, app objects) has there. This process holds
 # three things in one heap: that budget, the simulator's own objects, and the application's
 # bytecode loaded from .mpy files (which the chip keeps in flash). The two allowances are
 # measured by bench/memory.py (unix port); the sum is rounded up here.
-FIRMWARE_HEAP_K = 177  # the chip's heap free after importing every pen module (181,696 B)
+FIRMWARE_HEAP_K = 177  # the chip's heap free after importing every pen module (181,680 B)
 # The plant, shims and side channel (bench/memory.py: ~99 KB with the unit population, the
 # sensor glitches and the TMC2209 model; it was 77 KB), plus the same ~20 KB of headroom as
 # before: the simulator's many small, short-lived objects share the heap with the firmware and
