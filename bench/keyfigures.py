@@ -141,7 +141,7 @@ def table(results_text: str, faults_text: str) -> list[str]:
          f"{f('Chip: control tick mean, stopped')} / {f('Chip: control tick max, stopped')} µs; "
          f"{f('Control tick allocations during the session')} bytes in the session's ticks, "
          f"{f('Allocations per control tick')} bytes/tick",
-         "CH-5: max ≤ 100 µs, mean ≤ 50 µs; the tick before the viper rewrite: max 898–1051 µs"),
+         "CH-5: max ≤ 100 µs, mean ≤ 50 µs"),
         ("heap on the chip (base image, modules in ROMFS): GC heap; free after the imports; "
          "free after boot; lowest free while running",
          f"{f('Chip: GC heap of the base image')} B; "

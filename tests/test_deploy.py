@@ -411,3 +411,6 @@ def test_service_request_waits_out_boot_and_homing_by_the_pens_clock(settled):
     with pytest.raises(sm.ServiceModeError, match="still HOMING"):
         sm.wait_out_homing(stuck, pause_s=0)
     assert stuck.calls == 14  # 5 s of the pen's time: 100 + 400 * 13 > 5100
+    looping = _StatusLink([("HOMING", 900), ("BOOT", 20), ("HOMING", 900), ("BOOT", 20)])
+    with pytest.raises(sm.ServiceModeError, match="restarted"):
+        sm.wait_out_homing(looping, pause_s=0)  # a pen in a boot loop: no wait without end

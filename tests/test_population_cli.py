@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from loadfile import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _units():
-    spec = importlib.util.spec_from_file_location("plant_units_host", ROOT / "sim/plant_units.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file("sim/plant_units.py", "plant_units_host")
 
 
 @pytest.mark.req("PL-2")

@@ -4,19 +4,16 @@ from the pen's ring buffer, so the record has no sequence gap (TM-20)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from loadfile import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_telemetry", ROOT / "bench/telemetry.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file("bench/telemetry.py", "bench_telemetry")
 
 
 @pytest.mark.req("TM-20")

@@ -49,22 +49,11 @@ def run_mp(function: str, timeout: float = 120) -> subprocess.CompletedProcess:
     for p in (ROOT / "host_tools", ROOT / "tests"):
         if str(p) not in sys.path:
             sys.path.insert(0, str(p))
+    from loadfile import load_file  # (tests/: `import conftest` may name tests/chip's)
+
+    harness = load_file("tests/conftest.py", "pen_tests_harness")
     m = HEAP_RE.search(SOURCE.read_text())
-    return _harness().run_micropython(MODULE, function, timeout, m.group(1) if m else "190K")
-
-
-def _harness():
-    """tests/conftest.py by its path: under pytest `import conftest` may name another
-    directory's conftest (tests/chip/ has one)."""
-    import importlib.util
-
-    name = "pen_tests_harness"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "conftest.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+    return harness.run_micropython(MODULE, function, timeout, m.group(1) if m else "190K")
 
 
 def declared() -> list[dict]:

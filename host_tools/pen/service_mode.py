@@ -39,8 +39,11 @@ def wait_out_homing(link, settle_ms: int = SETTLE_MS, pause_s: float = 0.05) -> 
     """Wait while the pen boots or homes (it refuses service mode then), by the pen's uptime;
     its status once it has settled. ServiceModeError if it has not within `settle_ms`."""
     st = link.call("status")
-    t0 = st["uptime_ms"]
+    t0 = last = st["uptime_ms"]
     while st["state"] in ("BOOT", "HOMING"):
+        if st["uptime_ms"] < last:  # a pen that keeps restarting would reset the wait forever
+            raise ServiceModeError("the pen restarted while service mode waited for homing")
+        last = st["uptime_ms"]
         if st["uptime_ms"] - t0 > settle_ms:
             raise ServiceModeError(
                 f"the pen is still {st['state']} after {settle_ms // 1000} s of its own time: "

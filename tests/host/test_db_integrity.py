@@ -105,13 +105,7 @@ def test_damaged_records_database_is_refused_and_never_written(tmp_path, capsys)
         ("treat", "start", "--client", "C-100", "--indication", "acne_scars", "--area",
          "forehead", "--answers", NO, "--no-pen", "--yes"),
     )  # fmt: skip
-    for at in _corruptions(db, seed=80):
-        before = _digest(db)
-        for argv in commands:
-            rc, _, err = run(capsys, *argv, "--records-db", db)
-            _refused(rc, err, db)
-        assert _digest(db) == before, f"the file changed (burst at {at})"
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["records.sqlite3"]
+    _all_refused_unchanged(capsys, tmp_path, db, "--records-db", commands, seed=80)
 
 
 @pytest.mark.req("HT-80", "HT-81")
@@ -125,13 +119,19 @@ def test_damaged_telemetry_database_is_refused_and_never_written(tmp_path, capsy
         ("report", "1", "--out", out),
         ("--port", tmp_path / "no-such-port", "log", "--duration", "1"),
     )
-    for at in _corruptions(db, seed=81):
+    _all_refused_unchanged(capsys, tmp_path, db, "--telemetry-db", commands, seed=81)
+
+
+def _all_refused_unchanged(capsys, tmp_path, db, option, commands, seed):
+    """Every command refuses each damaged copy of `db`; the file and its folder stay as they
+    were."""
+    for at in _corruptions(db, seed=seed):
         before = _digest(db)
         for argv in commands:
-            rc, _, err = run(capsys, *argv, "--telemetry-db", db)
+            rc, _, err = run(capsys, *argv, option, db)
             _refused(rc, err, db)
         assert _digest(db) == before, f"the file changed (burst at {at})"
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["telemetry.sqlite3"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [db.name]
 
 
 @pytest.mark.req("HT-82")

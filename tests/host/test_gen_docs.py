@@ -4,21 +4,18 @@ is the same computed by CPython (the host) and by MicroPython (the pen) (SP-2, S
 from __future__ import annotations
 
 import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from loadfile import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _gen_docs():
-    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "tools/gen_docs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file("tools/gen_docs.py", "gen_docs")
 
 
 @pytest.mark.req("SP-51")
